@@ -1,0 +1,117 @@
+import { canonicalAddress } from '../core/address.js';
+import type { EventKind, LogLine } from '../core/types.js';
+
+/** What a filter makes of one line. */
+export interface FilterMatch {
+  kind: EventKind;
+  /** Canonical address, or null for health events that name no peer. */
+  address: string | null;
+  user: string | null;
+  /** Identifier of the rule that matched. */
+  pattern: string;
+}
+
+/**
+ * A filter recognises one service's log lines. It only ever sees lines whose
+ * envelope program it declared (or bare lines, for services writing their
+ * own files), so a pattern never runs on a line it cannot match.
+ */
+export interface Filter {
+  readonly name: string;
+  readonly service: string;
+  /** Envelope programs this filter reads; an entry ending in `/` matches as a prefix (`postfix/`). */
+  readonly programs: readonly string[];
+  /** True when lines without a syslog program (a service's own log file) are offered too. */
+  readonly bareLines: boolean;
+  /** Rule identifiers, in order, for per-pattern hit counts. */
+  readonly patterns: readonly string[];
+  match(line: LogLine): FilterMatch | null;
+}
+
+/**
+ * One rule of a built-in filter. `re` runs on the envelope's message only when
+ * `needle` occurs in it (a cheap prefilter). Patterns must be anchored so that
+ * attacker-controlled text (user names, paths) can never supply the address:
+ * the `addr` group must be captured from a fixed position the service writes.
+ */
+export interface Rule {
+  id: string;
+  kind: EventKind;
+  needle: string;
+  re: RegExp;
+  /** Post-check on the match, e.g. to reject lines where the user part contains another ` from `. */
+  accept?: (m: RegExpExecArray) => boolean;
+}
+
+export interface RuleFilterSpec {
+  name: string;
+  service: string;
+  programs: readonly string[];
+  bareLines?: boolean;
+  rules: readonly Rule[];
+  /** Lines containing any of these are never matched (e.g. successful logins that share a prefix). */
+  ignore?: readonly RegExp[];
+}
+
+/** A filter built from rules with named groups `addr` and optionally `user`. */
+export class RuleFilter implements Filter {
+  readonly name: string;
+  readonly service: string;
+  readonly programs: readonly string[];
+  readonly bareLines: boolean;
+  readonly patterns: readonly string[];
+  private readonly rules: readonly Rule[];
+  private readonly ignore: readonly RegExp[];
+
+  constructor(spec: RuleFilterSpec) {
+    this.name = spec.name;
+    this.service = spec.service;
+    this.programs = spec.programs;
+    this.bareLines = spec.bareLines ?? false;
+    this.rules = spec.rules;
+    this.ignore = spec.ignore ?? [];
+    this.patterns = spec.rules.map((r) => r.id);
+  }
+
+  match(line: LogLine): FilterMatch | null {
+    const msg = line.message;
+    for (const rule of this.rules) {
+      if (!msg.includes(rule.needle)) continue;
+      const m = rule.re.exec(msg);
+      if (m === null) continue;
+      if (rule.accept && !rule.accept(m)) continue;
+      for (const ig of this.ignore) if (ig.test(msg)) return null;
+      const groups = m.groups ?? {};
+      let address: string | null = null;
+      if (groups.addr !== undefined) {
+        address = canonicalAddress(groups.addr);
+        if (address === null) continue;
+      } else if (rule.kind !== 'health') {
+        continue;
+      }
+      return { kind: rule.kind, address, user: groups.user ?? null, pattern: rule.id };
+    }
+    return null;
+  }
+}
+
+/** Chooses, per envelope program, the filters that can match; cached because programs repeat. */
+export class FilterDispatch {
+  private readonly cache = new Map<string, Filter[]>();
+  private readonly bare: Filter[];
+
+  constructor(private readonly filters: readonly Filter[]) {
+    this.bare = filters.filter((f) => f.bareLines);
+  }
+
+  forLine(line: LogLine): readonly Filter[] {
+    const program = line.program;
+    if (program === null) return this.bare;
+    let hit = this.cache.get(program);
+    if (hit === undefined) {
+      hit = this.filters.filter((f) => f.programs.some((p) => (p.endsWith('/') ? program.startsWith(p) : program === p)));
+      if (this.cache.size < 10_000) this.cache.set(program, hit);
+    }
+    return hit;
+  }
+}

@@ -1,0 +1,272 @@
+import type { LogLine } from '../core/types.js';
+
+/**
+ * Parses a line's envelope once — syslog headers (RFC 3164 with or without
+ * year, RFC 5424, ISO 8601 timestamps) and the bare timestamp prefixes of
+ * services that write their own files (Asterisk, nginx, Apache, OpenVPN) —
+ * into time, host, program, pid and message.
+ *
+ * Hand-written rather than one big regex: it runs on every line, and an
+ * attacker-controlled line must never cost more than one linear pass.
+ */
+
+export interface EnvelopeOptions {
+  /** Reference time (ms) for lines without a year; also the fallback time. Default: Date.now(). */
+  now?: () => number;
+}
+
+const MONTHS: Record<string, number> = {
+  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+};
+const WEEKDAYS = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']);
+
+export class EnvelopeParser {
+  private readonly now: () => number;
+  // Most log lines share their minute with the previous line: cache the epoch of that minute.
+  private minuteKey = '';
+  private minuteMs = 0;
+
+  constructor(options: EnvelopeOptions = {}) {
+    this.now = options.now ?? Date.now;
+  }
+
+  parse(raw: string, source: string): LogLine {
+    const line: LogLine = { raw, time: 0, timeFromLine: false, host: null, program: null, pid: null, message: raw, source };
+    let pos = 0;
+    // Syslog priority as it arrives over the network: <PRI>
+    if (raw.charCodeAt(0) === 60 /* < */) {
+      const close = raw.indexOf('>', 1);
+      if (close > 1 && close <= 4 && isDigits(raw, 1, close)) pos = close + 1;
+    }
+    if (pos > 0 && raw.charCodeAt(pos) === 49 /* 1 */ && raw.charCodeAt(pos + 1) === 32) {
+      if (this.parse5424(raw, pos + 2, line)) return line;
+    }
+    const after = this.parseTimestamp(raw, pos, line);
+    if (after < 0) {
+      line.time = this.now();
+      return line;
+    }
+    line.timeFromLine = true;
+    if (line.program === null && line.host === null && this.bare) {
+      line.message = raw.slice(after);
+      return line;
+    }
+    this.parseHostProgram(raw, after, line);
+    return line;
+  }
+
+  /** Set by parseTimestamp: the timestamp was a bare-format one (no syslog host/program follows). */
+  private bare = false;
+
+  /** Parses a leading timestamp; returns the index after it (and following spaces), or -1. */
+  private parseTimestamp(s: string, pos: number, line: LogLine): number {
+    this.bare = false;
+    const c = s.charCodeAt(pos);
+    // [timestamp] as Asterisk and Apache write it.
+    if (c === 91 /* [ */) {
+      const close = s.indexOf(']', pos + 1);
+      if (close < 0 || close - pos > 40) return -1;
+      const inner = this.parseTimestamp(s.slice(0, close), pos + 1, line);
+      if (inner !== close) return -1;
+      this.bare = true;
+      return skipSpaces(s, close + 1);
+    }
+    if (c >= 48 && c <= 57) return this.parseNumericDate(s, pos, line);
+    if (c >= 65 && c <= 90) return this.parseWordDate(s, pos, line);
+    return -1;
+  }
+
+  /** `YYYY-MM-DD[T ]HH:MM:SS[.frac][Z|±HH:MM]` and `YYYY/MM/DD HH:MM:SS` (nginx). */
+  private parseNumericDate(s: string, pos: number, line: LogLine): number {
+    if (s.length < pos + 19) return -1;
+    const sep = s.charCodeAt(pos + 4);
+    if ((sep !== 45 && sep !== 47) || s.charCodeAt(pos + 7) !== sep) return -1;
+    const year = num(s, pos, 4), month = num(s, pos + 5, 2), day = num(s, pos + 8, 2);
+    const t = s.charCodeAt(pos + 10);
+    if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || (t !== 84 && t !== 32)) return -1;
+    const hh = num(s, pos + 11, 2), mm = num(s, pos + 14, 2), ss = num(s, pos + 17, 2);
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60 || s.charCodeAt(pos + 13) !== 58 || s.charCodeAt(pos + 16) !== 58) return -1;
+    let i = pos + 19;
+    let ms = 0;
+    if (s.charCodeAt(i) === 46 || s.charCodeAt(i) === 44) {
+      const start = ++i;
+      while (i < s.length && isDigit(s.charCodeAt(i))) i++;
+      if (i === start) return -1;
+      ms = Math.floor(Number(`0.${s.slice(start, i)}`) * 1000);
+    }
+    const zc = s.charCodeAt(i);
+    if (zc === 90 /* Z */) {
+      line.time = Date.UTC(year, month - 1, day, hh, mm, ss, ms);
+      i++;
+    } else if ((zc === 43 || zc === 45) && isDigit(s.charCodeAt(i + 1))) {
+      const oh = num(s, i + 1, 2);
+      const om = s.charCodeAt(i + 3) === 58 ? num(s, i + 4, 2) : num(s, i + 3, 2);
+      if (oh < 0 || om < 0) return -1;
+      const offset = (oh * 60 + om) * 60_000 * (zc === 43 ? 1 : -1);
+      line.time = Date.UTC(year, month - 1, day, hh, mm, ss, ms) - offset;
+      i += s.charCodeAt(i + 3) === 58 ? 6 : 5;
+    } else {
+      line.time = this.localMinute(year, month - 1, day, hh, mm) + ss * 1000 + ms;
+    }
+    if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
+    // A date written with '/' or a space before the time is a service's own format, not syslog.
+    this.bare = sep === 47 || t === 32;
+    return s.charCodeAt(i) === 93 ? i : skipSpaces(s, i);
+  }
+
+  /**
+   * `Mmm dd HH:MM:SS[.frac] [YYYY]`, `Mmm dd YYYY HH:MM:SS`, and ctime style
+   * `Www Mmm dd HH:MM:SS[.frac] YYYY` (OpenVPN's own log, Apache's error log).
+   */
+  private parseWordDate(s: string, pos: number, line: LogLine): number {
+    let i = pos;
+    let ctime = false;
+    if (WEEKDAYS.has(s.slice(i, i + 3)) && s.charCodeAt(i + 3) === 32) {
+      ctime = true;
+      i += 4;
+    }
+    const month = MONTHS[s.slice(i, i + 3)];
+    if (month === undefined || s.charCodeAt(i + 3) !== 32) return -1;
+    i = skipSpaces(s, i + 4);
+    let day = 0;
+    const dayStart = i;
+    while (i < s.length && isDigit(s.charCodeAt(i)) && i - dayStart < 2) day = day * 10 + s.charCodeAt(i++) - 48;
+    if (i === dayStart || day < 1 || day > 31 || s.charCodeAt(i) !== 32) return -1;
+    i = skipSpaces(s, i);
+    let year = -1;
+    if (isDigit(s.charCodeAt(i)) && s.charCodeAt(i + 4) === 32 && s.charCodeAt(i + 2) !== 58) {
+      year = num(s, i, 4);
+      i = skipSpaces(s, i + 5);
+    }
+    const hh = num(s, i, 2), mm = num(s, i + 3, 2), ss = num(s, i + 6, 2);
+    if (hh < 0 || hh > 23 || mm < 0 || mm > 59 || ss < 0 || ss > 60 || s.charCodeAt(i + 2) !== 58 || s.charCodeAt(i + 5) !== 58) return -1;
+    i += 8;
+    let ms = 0;
+    if (s.charCodeAt(i) === 46) {
+      const start = ++i;
+      while (i < s.length && isDigit(s.charCodeAt(i))) i++;
+      ms = Math.floor(Number(`0.${s.slice(start, i)}`) * 1000);
+    }
+    if (year < 0 && s.charCodeAt(i) === 32 && isDigit(s.charCodeAt(i + 1)) && num(s, i + 1, 4) >= 1970 && (i + 5 >= s.length || s.charCodeAt(i + 5) === 32 || s.charCodeAt(i + 5) === 93)) {
+      year = num(s, i + 1, 4);
+      i += 5;
+    }
+    if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
+    if (year < 0) {
+      const ref = this.now();
+      year = new Date(ref).getFullYear();
+      const t = this.localMinute(year, month, day, hh, mm) + ss * 1000 + ms;
+      // A yearless date more than two days ahead of now belongs to last year (logs from December read in January).
+      line.time = t > ref + 2 * 86_400_000 ? this.localMinute(year - 1, month, day, hh, mm) + ss * 1000 + ms : t;
+    } else {
+      line.time = this.localMinute(year, month, day, hh, mm) + ss * 1000 + ms;
+    }
+    this.bare = ctime;
+    return s.charCodeAt(i) === 93 ? i : skipSpaces(s, i);
+  }
+
+  private localMinute(year: number, month: number, day: number, hh: number, mm: number): number {
+    const key = `${year}-${month}-${day}-${hh}-${mm}`;
+    if (key !== this.minuteKey) {
+      this.minuteKey = key;
+      this.minuteMs = new Date(year, month, day, hh, mm, 0, 0).getTime();
+    }
+    return this.minuteMs;
+  }
+
+  /** After a syslog timestamp: `host prog[pid]: msg`, or `prog[pid]: msg` when the sender omits its host. */
+  private parseHostProgram(s: string, pos: number, line: LogLine): void {
+    let end = s.indexOf(' ', pos);
+    if (end < 0) end = s.length;
+    if (!this.tryProgram(s, pos, end, line)) {
+      line.host = s.slice(pos, end);
+      const next = skipSpaces(s, end);
+      let end2 = s.indexOf(' ', next);
+      if (end2 < 0) end2 = s.length;
+      if (!this.tryProgram(s, next, end2, line)) line.message = s.slice(next);
+    }
+  }
+
+  /** Accepts `prog:`, `prog[pid]:` (the tag of RFC 3164) as the token s[start,end). */
+  private tryProgram(s: string, start: number, end: number, line: LogLine): boolean {
+    if (end - start < 2 || s.charCodeAt(end - 1) !== 58 /* : */) return false;
+    let tagEnd = end - 1;
+    let pid: number | null = null;
+    if (s.charCodeAt(tagEnd - 1) === 93 /* ] */) {
+      const open = s.lastIndexOf('[', tagEnd - 1);
+      if (open <= start || !isDigits(s, open + 1, tagEnd - 1)) return false;
+      pid = Number(s.slice(open + 1, tagEnd - 1));
+      tagEnd = open;
+    }
+    if (tagEnd === start) return false;
+    line.program = s.slice(start, tagEnd);
+    line.pid = pid;
+    line.message = s.slice(skipSpaces(s, end));
+    return true;
+  }
+
+  /** RFC 5424: `<PRI>1 TIMESTAMP HOST APP PROCID MSGID SD MSG`. */
+  private parse5424(s: string, pos: number, line: LogLine): boolean {
+    const fields: string[] = [];
+    let i = pos;
+    for (let f = 0; f < 5; f++) {
+      const sp = s.indexOf(' ', i);
+      if (sp < 0) return false;
+      fields.push(s.slice(i, sp));
+      i = sp + 1;
+    }
+    const [ts, host, app, procid] = fields as [string, string, string, string, string];
+    if (ts !== '-') {
+      if (this.parseNumericDate(ts, 0, line) < 0) return false;
+      line.timeFromLine = true;
+    } else {
+      line.time = this.now();
+    }
+    // Structured data: '-' or one or more [id k="v"...] elements; ']' inside values is escaped.
+    if (s.charCodeAt(i) === 45) {
+      i++;
+    } else if (s.charCodeAt(i) === 91) {
+      while (s.charCodeAt(i) === 91) {
+        i++;
+        while (i < s.length && s.charCodeAt(i) !== 93) i += s.charCodeAt(i) === 92 ? 2 : 1;
+        i++;
+      }
+    } else {
+      return false;
+    }
+    if (s.charCodeAt(i) === 32) i++;
+    // A UTF-8 byte order mark may start the message.
+    if (s.charCodeAt(i) === 0xfeff) i++;
+    line.host = host === '-' ? null : host;
+    line.program = app === '-' ? null : app;
+    line.pid = /^\d+$/.test(procid) ? Number(procid) : null;
+    line.message = s.slice(i);
+    return true;
+  }
+}
+
+function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+function isDigits(s: string, start: number, end: number): boolean {
+  if (end <= start) return false;
+  for (let i = start; i < end; i++) if (!isDigit(s.charCodeAt(i))) return false;
+  return true;
+}
+
+/** Fixed-width decimal at s[pos, pos+width), or -1. */
+function num(s: string, pos: number, width: number): number {
+  let v = 0;
+  for (let i = pos; i < pos + width; i++) {
+    const c = s.charCodeAt(i);
+    if (!(c >= 48 && c <= 57)) return -1;
+    v = v * 10 + c - 48;
+  }
+  return v;
+}
+
+function skipSpaces(s: string, i: number): number {
+  while (s.charCodeAt(i) === 32) i++;
+  return i;
+}
