@@ -1,0 +1,248 @@
+#!/usr/bin/env node
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { DEFAULT_CONFIG_PATH, loadConfig, replayDefaults, type Config } from '../config/load.js';
+import { parseBantime } from '../core/duration.js';
+import { PortcullisError, UsageError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import type { Decision } from '../core/types.js';
+import { callDaemon } from '../control/client.js';
+import { ControlServer } from '../control/server.js';
+import { Daemon, type StatusReport } from '../daemon/daemon.js';
+import { replay } from './replay.js';
+import { resolveFilter, testFilter } from './test-filter.js';
+import { formatBanned, formatStatus } from './format.js';
+
+const program = new Command('portcullis')
+  .description('Intrusion prevention: follows service logs, detects brute force and floods, bans offenders in the kernel firewall.')
+  .version(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version as string)
+  .exitOverride()
+  .configureOutput({ outputError: (s, write) => write(s) });
+
+const configOption = () => new Option('-c, --config <file>', 'configuration file (conf.d/*.yaml beside it is read too)').default(DEFAULT_CONFIG_PATH);
+const socketOption = () => new Option('--socket <path>', 'control socket of the daemon (default: from the config)');
+
+function daemonSocket(opts: { config: string; socket?: string }): string {
+  if (opts.socket) return opts.socket;
+  return loadConfig(opts.config).controlSocket;
+}
+
+program
+  .command('run')
+  .description('run the daemon')
+  .addOption(configOption())
+  .option('--dry-run', 'decide but do not touch the firewall (decisions are logged)')
+  .option('--stdin', 'also read log lines from standard input, for every enabled jail')
+  .option('--flush-on-exit', 'remove the bans from the firewall when stopping (default: they stay, and are reconciled at start)')
+  .action(async (opts: { config: string; dryRun?: boolean; stdin?: boolean; flushOnExit?: boolean }) => {
+    const log = createLogger();
+    const config = loadConfig(opts.config);
+    if (config.files.length === 0) log.info(`no ${opts.config}: running on the embedded defaults (sshd jail)`);
+    const daemon = new Daemon(config, { log, dryRun: opts.dryRun ?? false, stdin: opts.stdin ?? false, flushOnExit: opts.flushOnExit ?? false });
+    const control = new ControlServer(config.controlSocket, (req) => handleControl(daemon, req.cmd, req.args ?? {}), log);
+    await control.listen();
+    await daemon.start();
+    log.info(`control socket ${config.controlSocket}`);
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string): void => {
+        if (stopping) return;
+        stopping = true;
+        log.info(`${signal}: stopping`);
+        void control.close().then(() => daemon.stop()).then(resolve);
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+  });
+
+async function handleControl(daemon: Daemon, cmd: string, args: Record<string, unknown>): Promise<unknown> {
+  switch (cmd) {
+    case 'status':
+      return daemon.status();
+    case 'banned':
+      return daemon.store.activeBans().map((b) => ({ target: b.target, jail: b.jail, time: iso(b.time), until: b.until === null ? null : iso(b.until), reason: b.reason, origin: b.origin }));
+    case 'ban': {
+      const d = daemon.ban(String(args.target), (args.jail as string | undefined) ?? null, args.for === undefined ? undefined : (args.for as number | null), 'cli');
+      await daemon.settled();
+      return decisionJson(d);
+    }
+    case 'unban': {
+      const made = daemon.unban((args.target as string | null) ?? null, (args.jail as string | undefined) ?? null, 'cli');
+      await daemon.settled();
+      return made.map(decisionJson);
+    }
+    case 'ping':
+      return 'pong';
+    default:
+      throw new UsageError(`unknown control command "${cmd}"`);
+  }
+}
+
+program
+  .command('check')
+  .description('validate the configuration without starting')
+  .addOption(configOption())
+  .action((opts: { config: string }) => {
+    const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
+    const enabled = config.jails.filter((j) => j.enabled);
+    process.stdout.write(`${config.files.length ? config.files.join(', ') : 'embedded defaults'}: OK — ${enabled.length} jail(s) enabled: ${enabled.map((j) => j.name).join(', ') || 'none'}\n`);
+  });
+
+program
+  .command('status')
+  .description('jails, failures, bans and followed sources (like fail2ban-client status)')
+  .argument('[jail]', 'show only this jail')
+  .option('--json', 'machine-readable output')
+  .addOption(configOption())
+  .addOption(socketOption())
+  .action(async (jail: string | undefined, opts: { json?: boolean; config: string; socket?: string }) => {
+    const report = (await callDaemon(daemonSocket(opts), 'status')) as StatusReport;
+    if (jail !== undefined) {
+      report.jails = report.jails.filter((j) => j.name === jail);
+      if (report.jails.length === 0) throw new UsageError(`no enabled jail named "${jail}"`);
+    }
+    process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report, jail !== undefined));
+  });
+
+program
+  .command('ban')
+  .description('ban an address or network now')
+  .argument('<target>', 'IPv4/IPv6 address or CIDR')
+  .option('--jail <jail>', 'jail whose ports and firewall set to use (default: the first enabled jail)')
+  .option('--for <duration>', 'how long (e.g. 1h, 1d, permanent; default: the jail\'s bantime)')
+  .addOption(configOption())
+  .addOption(socketOption())
+  .action(async (target: string, opts: { jail?: string; for?: string; config: string; socket?: string }) => {
+    let duration: number | null | undefined;
+    if (opts.for !== undefined) {
+      duration = parseBantime(opts.for);
+      if (duration === undefined) throw new UsageError(`--for ${opts.for}: expected a duration such as 90s, 10m, 1h, 1d, 1w, or permanent`);
+    }
+    const d = (await callDaemon(daemonSocket(opts), 'ban', { target, jail: opts.jail, for: duration })) as ReturnType<typeof decisionJson>;
+    process.stdout.write(`banned ${d.target} in ${d.jail}${d.until ? ` until ${d.until}` : ' permanently'}\n`);
+  });
+
+program
+  .command('unban')
+  .description('lift the ban of an address or network (or every ban with --all)')
+  .argument('[target]', 'IPv4/IPv6 address or CIDR')
+  .option('--all', 'lift every ban')
+  .option('--jail <jail>', 'only in this jail')
+  .addOption(configOption())
+  .addOption(socketOption())
+  .action(async (target: string | undefined, opts: { all?: boolean; jail?: string; config: string; socket?: string }) => {
+    if ((target === undefined) === !opts.all) throw new UsageError('give an address/CIDR to unban, or --all');
+    const made = (await callDaemon(daemonSocket(opts), 'unban', { target: opts.all ? null : target, jail: opts.jail })) as unknown[];
+    process.stdout.write(made.length ? `lifted ${made.length} ban(s)\n` : `${target ?? 'nothing'} was not banned\n`);
+  });
+
+program
+  .command('banned')
+  .description('list the active bans')
+  .option('--json', 'machine-readable output')
+  .addOption(configOption())
+  .addOption(socketOption())
+  .action(async (opts: { json?: boolean; config: string; socket?: string }) => {
+    const bans = (await callDaemon(daemonSocket(opts), 'banned')) as Array<Record<string, unknown>>;
+    process.stdout.write(opts.json ? `${JSON.stringify(bans)}\n` : formatBanned(bans));
+  });
+
+program
+  .command('test-filter')
+  .description('run one filter over a log file and count what it matches (like fail2ban-regex)')
+  .argument('<filter>', 'built-in filter name')
+  .argument('<logfile>', 'log file')
+  .option('--json', 'one JSON object per matched line')
+  .option('--program <name...>', 'extra syslog program names to offer to the filter')
+  .action(async (name: string, file: string, opts: { json?: boolean; program?: string[] }) => {
+    const filter = resolveFilter(name);
+    const out: string[] = [];
+    const report = await testFilter(filter, file, {
+      maxLineLength: 16 * 1024,
+      programs: opts.program ?? [],
+      ...(opts.json ? { onMatch: (m) => { out.push(JSON.stringify(m)); if (out.length >= 4096) { process.stdout.write(`${out.join('\n')}\n`); out.length = 0; } } } : {}),
+    });
+    if (opts.json) {
+      if (out.length) process.stdout.write(`${out.join('\n')}\n`);
+      return;
+    }
+    const w = (s: string): boolean => process.stdout.write(`${s}\n`);
+    w(`Filter:  ${report.filter}`);
+    w(`File:    ${file}`);
+    w('');
+    w(`Lines: ${report.lines}, matched: ${report.matched}, ignored (other programs): ${report.ignored}, missed: ${report.missed}  [${Math.round(report.lines / Math.max(report.seconds, 1e-9)).toLocaleString('en')} lines/s]`);
+    w('');
+    w('Pattern hits:');
+    for (const [p, n] of Object.entries(report.byPattern)) w(`  ${String(n).padStart(8)}  ${p}`);
+    const addrs = Object.entries(report.byAddress).sort((a, b) => b[1] - a[1]);
+    w('');
+    w(`Addresses: ${addrs.length}`);
+    for (const [a, n] of addrs.slice(0, 20)) w(`  ${String(n).padStart(8)}  ${a}`);
+    if (addrs.length > 20) w(`  … and ${addrs.length - 20} more (use --json)`);
+  });
+
+program
+  .command('replay')
+  .description('run the whole pipeline over logs at full speed on their own timestamps (nothing is enforced) and print every decision')
+  .argument('<files...>', 'log files, or - for standard input')
+  .option('-c, --config <file>', 'configuration (default: every built-in jail enabled with default thresholds)')
+  .option('--json', 'one JSON decision per line')
+  .action(async (files: string[], opts: { config?: string; json?: boolean }) => {
+    const config: Config = opts.config ? loadConfig(opts.config, { requireFile: true }) : replayDefaults();
+    const total = files.filter((f) => f !== '-' && existsSync(f)).reduce((n, f) => n + statSize(f), 0);
+    const bar = process.stderr.isTTY && total > 8 << 20
+      ? new cliProgress.SingleBar({ format: 'replay [{bar}] {percentage}% | {value}/{total} MB | {eta}s', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic)
+      : null;
+    bar?.start(Math.ceil(total / 1e6), 0);
+    let before = 0;
+    const lines: string[] = [];
+    const emit = (s: string): void => {
+      lines.push(s);
+      if (lines.length >= 4096) { process.stdout.write(`${lines.join('\n')}\n`); lines.length = 0; }
+    };
+    const summary = await replay(config, files, {
+      onDecision: (d) => emit(opts.json ? JSON.stringify(decisionJson(d)) : formatDecision(d)),
+      ...(bar ? { onProgress: (bytes: number) => { if (bytes - before > 1e6) { before = bytes; bar.update(Math.floor(bytes / 1e6)); } } } : {}),
+    });
+    bar?.stop();
+    if (lines.length) process.stdout.write(`${lines.join('\n')}\n`);
+    process.stderr.write(`replayed ${summary.lines} lines (${summary.matched} matched) in ${summary.seconds.toFixed(2)}s — ${Math.round(summary.lines / Math.max(summary.seconds, 1e-9)).toLocaleString('en')} lines/s; ${summary.bans} ban(s), ${summary.decisions} decision(s)\n`);
+  });
+
+function statSize(f: string): number {
+  try { return statSync(f).size; } catch { return 0; }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function decisionJson(d: Decision): { action: string; target: string; jail: string; time: string; until: string | null; reason: string } {
+  return { action: d.action, target: d.target, jail: d.jail, time: iso(d.time), until: d.until === null ? null : iso(d.until), reason: d.reason };
+}
+
+function formatDecision(d: Decision): string {
+  return `${iso(d.time)} ${d.action.padEnd(5)} ${d.target.padEnd(18)} [${d.jail}]${d.action === 'ban' ? ` until ${d.until === null ? 'forever' : iso(d.until)}` : ''} — ${d.reason}`;
+}
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode === 0 ? 0 : 2;
+      return;
+    }
+    if (e instanceof PortcullisError) {
+      process.stderr.write(`portcullis: ${e.message}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    process.stderr.write(`portcullis: ${(e as Error).stack ?? String(e)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,219 @@
+import { hostname } from 'node:os';
+import type { Config } from '../config/load.js';
+import { canonicalTarget } from '../core/address.js';
+import { formatDuration } from '../core/duration.js';
+import { PortcullisError } from '../core/errors.js';
+import type { Logger } from '../core/log.js';
+import type { Decision } from '../core/types.js';
+import type { BanEntry } from '../enforcers/enforcer.js';
+import { createEnforcers } from '../enforcers/index.js';
+import type { Source, SourceBatch, SourceStatus } from '../sources/source.js';
+import { Store, type StateChanges } from '../state/store.js';
+import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
+import { Pipeline } from './pipeline.js';
+import { buildSources } from './sources.js';
+
+export interface DaemonOptions {
+  log: Logger;
+  /** Force the dry-run enforcer whatever the config says. */
+  dryRun?: boolean;
+  /** Also read lines from standard input, for every enabled jail. */
+  stdin?: boolean;
+  /** Remove the firewall objects on exit (by default bans stay in the kernel across restarts). */
+  flushOnExit?: boolean;
+  /** How often the firewall is re-synchronised with the database, ms. */
+  reconcileInterval?: number;
+}
+
+export interface JailStatus {
+  name: string;
+  filters: string[];
+  maxretry: number;
+  findtime: string;
+  bantime: string;
+  ports: number[] | null;
+  protocol: string;
+  failing: number;
+  failuresTotal: number;
+  ignoredTotal: number;
+  bannedNow: number;
+  bannedTotal: number;
+  sources: SourceStatus[];
+}
+
+export interface StatusReport {
+  node: string;
+  pid: number;
+  startedAt: string;
+  config: string[];
+  stateDb: string;
+  linesRead: number;
+  linesMatched: number;
+  jails: JailStatus[];
+  enforcers: EnforcerHealth[];
+  health: Record<string, number>;
+  errors: string[];
+}
+
+/** The long-running service: sources → pipeline → store → enforcers, plus housekeeping. */
+export class Daemon {
+  readonly store: Store;
+  readonly pipeline: Pipeline;
+  private readonly queue: EnforcementQueue;
+  private readonly sources: Array<{ source: Source; route: string; jails: string[] }>;
+  private readonly node = hostname();
+  private readonly startedAt = Date.now();
+  private timers: NodeJS.Timeout[] = [];
+  private readonly errors: string[] = [];
+  private lastCommitError: string | null = null;
+
+  constructor(private readonly config: Config, private readonly options: DaemonOptions) {
+    const log = options.log;
+    this.store = Store.open(config.stateDir);
+    const jails = config.jails.filter((j) => j.enabled);
+    if (jails.length === 0) log.warn('no jail is enabled: Portcullis watches nothing (enable one in the config, e.g. `jails: { sshd: { enabled: true } }`)');
+    this.pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node });
+    const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
+    this.queue = new EnforcementQueue(assignments, () => this.wantedBans(), log);
+    this.sources = buildSources(config, jails, { stdin: options.stdin ?? false, log });
+    for (const s of this.sources) this.pipeline.addRoute(s.route, s.jails);
+  }
+
+  async start(): Promise<void> {
+    const log = this.options.log;
+    const now = Date.now();
+    // Bans that ended while we were down are lifted first; the rest go back to the pipeline and the firewall.
+    const active = this.store.activeBans();
+    const expired = active.filter((b) => b.until !== null && b.until <= now);
+    if (expired.length) {
+      this.store.commit({ unbans: expired.map((b) => ({ jail: b.jail, target: b.target, time: now, reason: 'bantime expired while the daemon was stopped' })) });
+      log.info(`lifted ${expired.length} ban(s) that expired while the daemon was stopped`);
+    }
+    const maxFindtime = Math.max(0, ...this.config.jails.map((j) => j.findtime));
+    this.pipeline.restore(active.filter((b) => b.until === null || b.until > now), this.store.failuresSince(now - maxFindtime - 86_400_000));
+    await this.queue.start();
+    for (const { source, route } of this.sources) {
+      await source.start((batch) => this.onBatch(batch, route), this.store);
+    }
+    this.timers.push(setInterval(() => this.tick(), 1000));
+    this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
+    this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - maxFindtime - 86_400_000), 3_600_000));
+    log.info(`started: ${this.pipeline.jails.size} jail(s) [${[...this.pipeline.jails.keys()].join(', ')}], ${this.sources.length} source(s), state in ${this.store.path}`);
+  }
+
+  private onBatch(batch: SourceBatch, route: string): void {
+    for (const line of batch.lines) this.pipeline.process(line, route);
+    this.commitAndEnforce({ checkpoints: batch.checkpoints });
+  }
+
+  /** Commits what the pipeline decided (the ban is on disk before the firewall sees it), then enforces. */
+  private commitAndEnforce(extra: StateChanges = {}): void {
+    const out = this.pipeline.take();
+    const changes: StateChanges = {
+      ...extra,
+      failuresAdded: out.failuresAdded,
+      failuresCleared: out.failuresCleared,
+      bans: out.decisions.filter((d) => d.action === 'ban'),
+      unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),
+    };
+    try {
+      this.store.commit(changes);
+      if (this.lastCommitError) this.options.log.info('state database writable again');
+      this.lastCommitError = null;
+    } catch (e) {
+      // Enforce anyway: protecting the host matters more than the record; the position is not advanced,
+      // so after a restart these lines are read again.
+      this.lastCommitError = (e as Error).message;
+      this.options.log.error(this.lastCommitError);
+    }
+    for (const d of out.decisions) this.logDecision(d);
+    this.queue.submit(out.decisions);
+  }
+
+  private logDecision(d: Decision): void {
+    if (d.action === 'ban') {
+      this.options.log.info(`[${d.jail}] ban ${d.target} for ${d.until === null ? 'ever' : formatDuration(d.until - Date.now())}: ${d.reason}`);
+    } else if (d.action === 'unban') {
+      this.options.log.info(`[${d.jail}] unban ${d.target}: ${d.reason}`);
+    }
+  }
+
+  private tick(): void {
+    this.pipeline.expire(Date.now());
+    this.commitAndEnforce();
+  }
+
+  private wantedBans(): BanEntry[] {
+    const now = Date.now();
+    return this.store.activeBans().filter((b) => b.until === null || b.until > now).map((b) => ({ target: b.target, jail: b.jail, until: b.until }));
+  }
+
+  /** Manual ban from the CLI/API. */
+  ban(targetText: string, jail: string | null, durationMs: number | null | undefined, origin: string): Decision {
+    const target = canonicalTarget(targetText);
+    if (target === null) throw new PortcullisError(`"${targetText}" is not an IPv4/IPv6 address or CIDR`, 2);
+    const jailName = jail ?? this.defaultManualJail();
+    const cfg = this.pipeline.jails.get(jailName)?.config;
+    if (!cfg) throw new PortcullisError(`no enabled jail named "${jailName}"; enabled jails: ${[...this.pipeline.jails.keys()].join(', ') || 'none'}`, 2);
+    const now = Date.now();
+    const bantime = durationMs === undefined ? cfg.bantime : durationMs;
+    const d = this.pipeline.manualBan(target, jailName, bantime === null ? null : now + bantime, `manual ban by ${origin}`, origin, now);
+    this.commitAndEnforce();
+    return d;
+  }
+
+  /** Manual unban; `target` null lifts every ban. */
+  unban(targetText: string | null, jail: string | null, origin: string): Decision[] {
+    const targets = targetText === null ? [...new Set(this.store.activeBans().map((b) => b.target))] : [canonicalTarget(targetText)];
+    if (targets.includes(null)) throw new PortcullisError(`"${targetText}" is not an IPv4/IPv6 address or CIDR`, 2);
+    const made: Decision[] = [];
+    for (const t of targets) made.push(...this.pipeline.manualUnban(t!, jail, `manual unban by ${origin}`, origin));
+    this.commitAndEnforce();
+    return made;
+  }
+
+  private defaultManualJail(): string {
+    const first = this.pipeline.jails.keys().next();
+    if (first.done) throw new PortcullisError('no jail is enabled, so there is no firewall set to ban into; enable a jail or pass --jail', 2);
+    return first.value;
+  }
+
+  status(): StatusReport {
+    const totals = this.store.totalBansByJail();
+    const active = this.store.activeBans();
+    const jails: JailStatus[] = [];
+    for (const [name, j] of this.pipeline.jails) {
+      const c = j.config;
+      jails.push({
+        name, filters: c.filters, maxretry: c.maxretry, findtime: formatDuration(c.findtime), bantime: formatDuration(c.bantime),
+        ports: c.ports, protocol: c.protocol,
+        failing: this.pipeline.failing(name), failuresTotal: j.stats.failures, ignoredTotal: j.stats.ignored,
+        bannedNow: active.filter((b) => b.jail === name).length, bannedTotal: totals.get(name) ?? 0,
+        sources: this.sources.filter((s) => s.jails.includes(name)).map((s) => s.source.status()),
+      });
+    }
+    const errors = [...this.errors];
+    if (this.lastCommitError) errors.push(this.lastCommitError);
+    for (const e of this.queue.health()) if (e.lastError) errors.push(`${e.name}: ${e.lastError}`);
+    return {
+      node: this.node, pid: process.pid, startedAt: new Date(this.startedAt).toISOString(), config: this.config.files, stateDb: this.store.path,
+      linesRead: this.pipeline.linesProcessed, linesMatched: this.pipeline.linesMatched, jails, enforcers: this.queue.health(),
+      health: Object.fromEntries(this.pipeline.health), errors,
+    };
+  }
+
+  /** Resolves when every queued decision has reached the enforcers (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.queue.idle();
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    for (const { source } of this.sources) await source.stop();
+    this.commitAndEnforce();
+    await this.queue.stop({ teardown: this.options.flushOnExit ?? false });
+    this.store.close();
+    this.options.log.info('stopped');
+  }
+}

@@ -1,0 +1,176 @@
+import type { Decision } from '../core/types.js';
+import type { Logger } from '../core/log.js';
+import type { BanEntry, Enforcer, JailFirewallSpec } from '../enforcers/enforcer.js';
+
+/**
+ * Hands decisions to the enforcers in batches, one worker per enforcer, so
+ * that bans arriving together reach the kernel as one transaction. The
+ * database already holds every ban before it gets here; when an enforcer
+ * fails (nft missing, kernel error) the changes stay queued, the failure is
+ * shown in `status`, and the worker retries with backoff, re-synchronising
+ * the firewall from the database.
+ */
+
+export interface EnforcerHealth {
+  name: string;
+  ready: boolean;
+  pending: number;
+  applied: number;
+  lastError: string | null;
+  lastErrorAt: number | null;
+}
+
+interface Slot {
+  enforcer: Enforcer;
+  jails: JailFirewallSpec[];
+  /** Latest wanted change per `jail|target` (a ban then an unban of the same target cancel out). */
+  pending: Map<string, { action: 'ban' | 'unban'; entry: BanEntry }>;
+  ready: boolean;
+  busy: boolean;
+  applied: number;
+  lastError: string | null;
+  lastErrorAt: number | null;
+  retryDelay: number;
+  timer: NodeJS.Timeout | null;
+}
+
+export class EnforcementQueue {
+  private readonly slots: Slot[] = [];
+  private readonly byJail = new Map<string, Slot[]>();
+  private stopped = false;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    assignments: ReadonlyArray<{ enforcer: Enforcer; jails: JailFirewallSpec[] }>,
+    private readonly wanted: () => BanEntry[],
+    private readonly log: Logger,
+  ) {
+    for (const a of assignments) {
+      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null };
+      this.slots.push(slot);
+      for (const j of a.jails) {
+        const list = this.byJail.get(j.jail) ?? [];
+        list.push(slot);
+        this.byJail.set(j.jail, list);
+      }
+    }
+  }
+
+  /** Sets up every enforcer and loads the database's active bans into it. */
+  async start(): Promise<void> {
+    await Promise.all(this.slots.map((s) => this.prepare(s)));
+  }
+
+  private async prepare(slot: Slot): Promise<void> {
+    try {
+      await slot.enforcer.setup(slot.jails);
+      const jails = new Set(slot.jails.map((j) => j.jail));
+      const result = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
+      slot.ready = true;
+      slot.lastError = null;
+      slot.retryDelay = 1000;
+      if (result.added || result.removed) this.log.info(`${slot.enforcer.name}: reconciled with the database (${result.added} added, ${result.removed} removed)`);
+      this.kick(slot);
+    } catch (e) {
+      this.fail(slot, e as Error);
+    }
+  }
+
+  submit(decisions: readonly Decision[]): void {
+    for (const d of decisions) {
+      if (d.action !== 'ban' && d.action !== 'unban') continue;
+      for (const slot of this.byJail.get(d.jail) ?? []) {
+        slot.pending.set(`${d.jail}|${d.target}`, { action: d.action, entry: { target: d.target, jail: d.jail, until: d.until } });
+        this.kick(slot);
+      }
+    }
+  }
+
+  private kick(slot: Slot): void {
+    if (this.stopped || !slot.ready || slot.busy || slot.timer || slot.pending.size === 0) {
+      this.notifyIdle();
+      return;
+    }
+    slot.busy = true;
+    // Take everything queued so far as one batch; more decisions queue up while it runs.
+    const batch = slot.pending;
+    slot.pending = new Map();
+    const ban: BanEntry[] = [];
+    const unban: BanEntry[] = [];
+    for (const c of batch.values()) (c.action === 'ban' ? ban : unban).push(c.entry);
+    slot.enforcer.apply({ ban, unban }).then(
+      () => {
+        slot.busy = false;
+        slot.applied += ban.length + unban.length;
+        if (slot.lastError) this.log.info(`${slot.enforcer.name}: working again`);
+        slot.lastError = null;
+        slot.retryDelay = 1000;
+        this.kick(slot);
+      },
+      (e: Error) => {
+        slot.busy = false;
+        // Put the batch back under anything newer that arrived meanwhile.
+        for (const [k, v] of batch) if (!slot.pending.has(k)) slot.pending.set(k, v);
+        this.fail(slot, e);
+      },
+    );
+  }
+
+  private fail(slot: Slot, e: Error): void {
+    slot.ready = false;
+    slot.lastError = e.message;
+    slot.lastErrorAt = Date.now();
+    this.log.error(`${slot.enforcer.name}: ${e.message} — bans are kept in the database; retrying in ${Math.round(slot.retryDelay / 1000)}s`);
+    if (this.stopped) return this.notifyIdle();
+    slot.timer = setTimeout(() => {
+      slot.timer = null;
+      // After a failure the firewall's state is unknown: set up and reconcile from the database again.
+      void this.prepare(slot);
+    }, slot.retryDelay);
+    slot.timer.unref();
+    slot.retryDelay = Math.min(slot.retryDelay * 2, 30_000);
+    this.notifyIdle();
+  }
+
+  /** Re-synchronises every ready enforcer with the database (drift repair). */
+  async reconcileAll(): Promise<void> {
+    for (const slot of this.slots) {
+      if (!slot.ready || slot.busy) continue;
+      const jails = new Set(slot.jails.map((j) => j.jail));
+      try {
+        const r = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
+        if (r.added || r.removed) this.log.warn(`${slot.enforcer.name}: firewall had drifted from the database; restored (${r.added} re-added, ${r.removed} removed)`);
+      } catch (e) {
+        this.fail(slot, e as Error);
+      }
+    }
+  }
+
+  /** Resolves when every queue is empty or waiting for a retry. */
+  idle(): Promise<void> {
+    if (this.isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private isIdle(): boolean {
+    return this.slots.every((s) => !s.busy && (s.pending.size === 0 || !s.ready));
+  }
+
+  private notifyIdle(): void {
+    if (!this.isIdle()) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  health(): EnforcerHealth[] {
+    return this.slots.map((s) => ({ name: s.enforcer.name, ready: s.ready, pending: s.pending.size, applied: s.applied, lastError: s.lastError, lastErrorAt: s.lastErrorAt }));
+  }
+
+  async stop(options: { teardown: boolean }): Promise<void> {
+    await this.idle();
+    this.stopped = true;
+    for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
+    if (options.teardown) for (const s of this.slots) await s.enforcer.teardown().catch((e: Error) => this.log.error(`${s.enforcer.name}: teardown failed: ${e.message}`));
+  }
+}

@@ -1,0 +1,213 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Decision } from '../core/types.js';
+import { PortcullisError } from '../core/errors.js';
+import type { Checkpoint } from '../sources/source.js';
+
+/**
+ * Persistent state in SQLite (WAL): bans (active and history, with reason and
+ * evidence), ban counts per address, pending failures (so counting survives a
+ * restart), source positions. Everything a batch of lines causes is written in
+ * one transaction together with the sources' positions: a crash either keeps
+ * the lines' effects and their position, or neither.
+ */
+
+/** Each entry migrates the schema from version i to i+1. */
+const MIGRATIONS: string[] = [
+  `CREATE TABLE bans (
+     id INTEGER PRIMARY KEY,
+     target TEXT NOT NULL,
+     jail TEXT NOT NULL,
+     created INTEGER NOT NULL,
+     until INTEGER,
+     reason TEXT NOT NULL,
+     origin TEXT NOT NULL,
+     evidence TEXT NOT NULL DEFAULT '[]',
+     active INTEGER NOT NULL DEFAULT 1,
+     lifted_at INTEGER,
+     lift_reason TEXT
+   );
+   CREATE UNIQUE INDEX bans_active ON bans(jail, target) WHERE active = 1;
+   CREATE INDEX bans_target ON bans(target);
+   CREATE TABLE ban_counts (
+     address TEXT NOT NULL,
+     jail TEXT NOT NULL,
+     count INTEGER NOT NULL,
+     last INTEGER NOT NULL,
+     PRIMARY KEY (address, jail)
+   ) WITHOUT ROWID;
+   CREATE TABLE failures (
+     jail TEXT NOT NULL,
+     address TEXT NOT NULL,
+     time INTEGER NOT NULL,
+     line TEXT NOT NULL
+   );
+   CREATE INDEX failures_key ON failures(jail, address);
+   CREATE INDEX failures_time ON failures(time);
+   CREATE TABLE positions (
+     key TEXT PRIMARY KEY,
+     value TEXT NOT NULL,
+     updated INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
+];
+
+export interface BanRecord {
+  id: number;
+  target: string;
+  jail: string;
+  time: number;
+  until: number | null;
+  reason: string;
+  origin: string;
+  evidence: string[];
+  active: boolean;
+  liftedAt: number | null;
+  liftReason: string | null;
+}
+
+export interface FailureRow {
+  jail: string;
+  address: string;
+  time: number;
+  line: string;
+}
+
+/** Everything one batch of lines (or one control command) changes, committed atomically. */
+export interface StateChanges {
+  checkpoints?: Checkpoint[];
+  failuresAdded?: FailureRow[];
+  /** Evidence consumed by a ban (or aged out): removed for this jail and address. */
+  failuresCleared?: Array<{ jail: string; address: string }>;
+  bans?: Decision[];
+  unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
+}
+
+interface BanRow {
+  id: number; target: string; jail: string; created: number; until: number | null; reason: string;
+  origin: string; evidence: string; active: number; lifted_at: number | null; lift_reason: string | null;
+}
+
+export class Store {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  private constructor(path: string, db: Database.Database) {
+    this.path = path;
+    this.db = db;
+    this.stmts = {
+      getPosition: db.prepare<[string], { value: string }>('SELECT value FROM positions WHERE key = ?'),
+      setPosition: db.prepare('INSERT INTO positions(key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated'),
+      addFailure: db.prepare('INSERT INTO failures(jail, address, time, line) VALUES (?, ?, ?, ?)'),
+      clearFailures: db.prepare('DELETE FROM failures WHERE jail = ? AND address = ?'),
+      // A new ban replaces an active one for the same jail and target (e.g. a manual ban extending it).
+      closeBan: db.prepare('UPDATE bans SET active = 0, lifted_at = ?, lift_reason = ? WHERE jail = ? AND target = ? AND active = 1'),
+      addBan: db.prepare('INSERT INTO bans(target, jail, created, until, reason, origin, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      countBan: db.prepare('INSERT INTO ban_counts(address, jail, count, last) VALUES (?, ?, 1, ?) ON CONFLICT(address, jail) DO UPDATE SET count = count + 1, last = excluded.last'),
+      activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
+      history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
+      failuresSince: db.prepare<[number], FailureRow>('SELECT jail, address, time, line FROM failures WHERE time >= ? ORDER BY time, rowid'),
+      pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
+      banCount: db.prepare<[string, string], { count: number }>('SELECT count FROM ban_counts WHERE address = ? AND jail = ?'),
+      totalBans: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans GROUP BY jail'),
+    };
+  }
+
+  /** Opens (creating if needed) `state.db` under `dir` and migrates it to the current schema. */
+  static open(dir: string): Store {
+    let db: Database.Database;
+    const path = dir === ':memory:' ? ':memory:' : join(dir, 'state.db');
+    try {
+      if (dir !== ':memory:') mkdirSync(dir, { recursive: true, mode: 0o700 });
+      db = new Database(path);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.pragma('busy_timeout = 5000');
+    } catch (e) {
+      throw new PortcullisError(`cannot open the state database ${path}: ${(e as Error).message}; check that state_dir exists and is writable by root, and that the disk is not full`);
+    }
+    migrate(db, path);
+    return new Store(path, db);
+  }
+
+  getPosition(key: string): string | undefined {
+    return this.stmts.getPosition.get(key)?.value;
+  }
+
+  /** Commits a batch's effects in one transaction. Throws PortcullisError (e.g. disk full) with nothing half-written. */
+  commit(changes: StateChanges, now: number = Date.now()): void {
+    const s = this.stmts;
+    const tx = this.db.transaction(() => {
+      for (const f of changes.failuresAdded ?? []) s.addFailure.run(f.jail, f.address, f.time, f.line);
+      for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address);
+      for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
+      for (const b of changes.bans ?? []) {
+        s.closeBan.run(b.time, 'replaced by a new ban', b.jail, b.target);
+        s.addBan.run(b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? []));
+        s.countBan.run(b.target, b.jail, b.time);
+        s.countBan.run(b.target, '*', b.time);
+      }
+      for (const c of changes.checkpoints ?? []) s.setPosition.run(c.key, c.value, now);
+    });
+    try {
+      tx();
+    } catch (e) {
+      throw new PortcullisError(`cannot write to the state database ${this.path}: ${(e as Error).message}; nothing from this batch was saved — free disk space or fix permissions, Portcullis retries`);
+    }
+  }
+
+  activeBans(): BanRecord[] {
+    return this.stmts.activeBans.all().map(toRecord);
+  }
+
+  history(options: { target?: string; jail?: string; limit?: number } = {}): BanRecord[] {
+    return this.stmts.history.all({ target: options.target ?? '', jail: options.jail ?? '', limit: options.limit ?? 100 }).map(toRecord);
+  }
+
+  /** Pending failures newer than `since`, oldest first (to rebuild counters after a restart). */
+  failuresSince(since: number): FailureRow[] {
+    return this.stmts.failuresSince.all(since);
+  }
+
+  pruneFailures(before: number): void {
+    this.stmts.pruneFailures.run(before);
+  }
+
+  /** How many times `address` was banned in `jail` (`*` = across all jails). */
+  banCount(address: string, jail = '*'): number {
+    return this.stmts.banCount.get(address, jail)?.count ?? 0;
+  }
+
+  totalBansByJail(): Map<string, number> {
+    return new Map(this.stmts.totalBans.all().map((r) => [r.jail, r.n]));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}
+
+function toRecord(r: BanRow): BanRecord {
+  return {
+    id: r.id, target: r.target, jail: r.jail, time: r.created, until: r.until, reason: r.reason, origin: r.origin,
+    evidence: JSON.parse(r.evidence) as string[], active: r.active === 1, liftedAt: r.lifted_at, liftReason: r.lift_reason,
+  };
+}
+
+function migrate(db: Database.Database, path: string): void {
+  db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+  const row = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+  const version = row ? Number(row.value) : 0;
+  if (version > MIGRATIONS.length) {
+    throw new PortcullisError(`the state database ${path} has schema version ${version}, newer than this Portcullis understands (${MIGRATIONS.length}); upgrade Portcullis or move the database aside`);
+  }
+  for (let v = version; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.prepare("INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").run(String(v + 1));
+    })();
+  }
+}
+
+export const SCHEMA_VERSION = MIGRATIONS.length;

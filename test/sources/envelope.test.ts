@@ -1,0 +1,95 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EnvelopeParser } from '../../src/sources/envelope.js';
+
+// Times are compared as local wall-clock components so the test holds in any TZ.
+const NOW = new Date(2024, 5, 15, 12, 0, 0).getTime();
+const parser = new EnvelopeParser({ now: () => NOW });
+const local = (y: number, mo: number, d: number, h: number, mi: number, s: number, ms = 0): number => new Date(y, mo - 1, d, h, mi, s, ms).getTime();
+
+test('RFC 3164 with host, program and pid', () => {
+  const l = parser.parse('Sep 26 03:12:34 skapet sshd[25771]: Failed password for root from 200.72.41.31 port 40992 ssh2', 't');
+  assert.equal(l.host, 'skapet');
+  assert.equal(l.program, 'sshd');
+  assert.equal(l.pid, 25771);
+  assert.equal(l.message, 'Failed password for root from 200.72.41.31 port 40992 ssh2');
+  // September is after June 15: it belongs to the previous year.
+  assert.equal(l.time, local(2023, 9, 26, 3, 12, 34));
+  assert.equal(l.timeFromLine, true);
+});
+
+test('RFC 3164 from a router that omits its host (seed 000)', () => {
+  const l = parser.parse('Sep 6 12:40:15 vpnserver1[535]: 148.163.126.72:22475 TLS Error: TLS handshake failed', 't');
+  assert.equal(l.host, null);
+  assert.equal(l.program, 'vpnserver1');
+  assert.equal(l.pid, 535);
+  assert.equal(l.message, '148.163.126.72:22475 TLS Error: TLS handshake failed');
+});
+
+test('single-digit day padded with a space, program without pid, postfix sub-program', () => {
+  const l = parser.parse('Jun  3 01:02:03 mx postfix/smtpd[99]: lost connection after AUTH from unknown[192.0.2.9]', 't');
+  assert.equal(l.time, local(2024, 6, 3, 1, 2, 3));
+  assert.equal(l.program, 'postfix/smtpd');
+  const k = parser.parse('Jun  3 01:02:03 gw kernel: [12345.678] IN=eth0', 't');
+  assert.equal(k.program, 'kernel');
+  assert.equal(k.pid, null);
+  assert.equal(k.message, '[12345.678] IN=eth0');
+});
+
+test('RFC 3164 with a year, and with a priority', () => {
+  assert.equal(parser.parse('Feb 7 2005 15:10:42 h sshd[1]: x', 't').time, local(2005, 2, 7, 15, 10, 42));
+  const l = parser.parse('<34>Jun 14 22:14:15 mymachine su: su root failed on /dev/pts/8', 't');
+  assert.equal(l.host, 'mymachine');
+  assert.equal(l.program, 'su');
+});
+
+test('ISO 8601 (rsyslog high precision) with offset', () => {
+  const l = parser.parse('2024-03-01T10:00:00.123456+01:00 host sshd[7]: Invalid user a from 192.0.2.1 port 5', 't');
+  assert.equal(l.time, Date.UTC(2024, 2, 1, 9, 0, 0, 123));
+  assert.equal(l.program, 'sshd');
+});
+
+test('RFC 5424 with structured data', () => {
+  const l = parser.parse('<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog 42 ID47 [exampleSDID@32473 iut="3" x="a\\]b"] An application event', 't');
+  assert.equal(l.time, Date.UTC(2003, 9, 11, 22, 14, 15, 3));
+  assert.equal(l.host, 'mymachine.example.com');
+  assert.equal(l.program, 'evntslog');
+  assert.equal(l.pid, 42);
+  assert.equal(l.message, 'An application event');
+  const nil = parser.parse('<13>1 2024-01-01T00:00:00Z h sshd - - - Failed password', 't');
+  assert.equal(nil.message, 'Failed password');
+  assert.equal(nil.pid, null);
+});
+
+test('bare service formats: nginx, Apache, Asterisk, OpenVPN ctime, exim', () => {
+  const n = parser.parse('2024/01/02 03:04:05 [error] 123#0: *1 user "x" was not found', 't');
+  assert.equal(n.time, local(2024, 1, 2, 3, 4, 5));
+  assert.equal(n.program, null);
+  assert.equal(n.message, '[error] 123#0: *1 user "x" was not found');
+  const a = parser.parse('[Wed Jan 03 04:05:06.123456 2024] [auth_basic:error] [pid 1] [client 192.0.2.1:5] AH01617: x', 't');
+  assert.equal(a.time, local(2024, 1, 3, 4, 5, 6, 123));
+  assert.equal(a.message, '[auth_basic:error] [pid 1] [client 192.0.2.1:5] AH01617: x');
+  const s = parser.parse('[2024-01-04 05:06:07] NOTICE[123] chan_sip.c: Registration failed', 't');
+  assert.equal(s.time, local(2024, 1, 4, 5, 6, 7));
+  assert.equal(s.message, 'NOTICE[123] chan_sip.c: Registration failed');
+  const o = parser.parse('Thu Jan  4 05:06:07 2024 192.0.2.4:1194 TLS Error: TLS handshake failed', 't');
+  assert.equal(o.time, local(2024, 1, 4, 5, 6, 7));
+  assert.equal(o.message, '192.0.2.4:1194 TLS Error: TLS handshake failed');
+  const e = parser.parse('2024-01-05 06:07:08 login authenticator failed for (x) [192.0.2.5]: 535', 't');
+  assert.equal(e.time, local(2024, 1, 5, 6, 7, 8));
+  assert.equal(e.program, null);
+});
+
+test('lines without a known envelope keep arrival time and the whole text', () => {
+  const l = parser.parse('just some text from 192.0.2.1', 't');
+  assert.equal(l.timeFromLine, false);
+  assert.equal(l.time, NOW);
+  assert.equal(l.message, 'just some text from 192.0.2.1');
+});
+
+test('hostile envelopes stay linear', () => {
+  for (const raw of ['Jan ' + ' '.repeat(16000), '<' + '1'.repeat(16000), '[' + '2024-'.repeat(3000), 'Jan 1 00:00:00 ' + 'a['.repeat(8000) + ':']) {
+    const l = parser.parse(raw, 't');
+    assert.equal(typeof l.message, 'string');
+  }
+});
