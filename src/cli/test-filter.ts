@@ -1,4 +1,4 @@
-import type { Filter } from '../filters/filter.js';
+import { programMatches, type Filter } from '../filters/filter.js';
 import { builtinFilters } from '../filters/index.js';
 import { UsageError } from '../core/errors.js';
 import { EnvelopeParser } from '../sources/envelope.js';
@@ -42,7 +42,7 @@ export async function testFilter(
   const parser = new EnvelopeParser(options.now ? { now: options.now } : {});
   const extra = new Set(options.programs ?? []);
   const offered = (program: string | null): boolean =>
-    program === null ? filter.bareLines : extra.has(program) || filter.programs.some((p) => (p.endsWith('/') ? program.startsWith(p) : program === p));
+    program === null ? filter.bareLines : extra.has(program) || filter.programs.some((p) => programMatches(p, program));
   const report: FilterReport = { filter: filter.name, lines: 0, matched: 0, ignored: 0, missed: 0, byPattern: Object.fromEntries(filter.patterns.map((p) => [p, 0])), byAddress: {}, seconds: 0 };
   const started = process.hrtime.bigint();
   const source = `file:${file}`;

@@ -3,7 +3,7 @@ import { formatDuration } from '../core/duration.js';
 import type { Decision, Event, LogLine } from '../core/types.js';
 import type { JailConfig } from '../config/load.js';
 import { FailureCounter } from '../detectors/jail.js';
-import type { Filter } from '../filters/filter.js';
+import { programMatches, type Filter } from '../filters/filter.js';
 import { builtinFilters } from '../filters/index.js';
 import { Allowlist } from '../policy/allowlist.js';
 import type { FailureRow } from '../state/store.js';
@@ -105,7 +105,7 @@ export class Pipeline {
         const filter = builtinFilters.get(name);
         if (!filter) continue;
         if (program !== undefined) {
-          const wanted = filter.programs.some((p) => (p.endsWith('/') ? program.startsWith(p) : program === p)) || jail.config.programs.includes(program);
+          const wanted = filter.programs.some((p) => programMatches(p, program)) || jail.config.programs.includes(program);
           if (!wanted) continue;
         }
         let e = entries.get(name);
