@@ -3,8 +3,9 @@ import type { LogLine } from '../core/types.js';
 /**
  * Parses a line's envelope once — syslog headers (RFC 3164 with or without
  * year, RFC 5424, ISO 8601 timestamps) and the bare timestamp prefixes of
- * services that write their own files (Asterisk, nginx, Apache, OpenVPN) —
- * into time, host, program, pid and message.
+ * services that write their own files (Asterisk, nginx, Apache, OpenVPN, exim),
+ * and daemontools/s6 multilog's TAI64N labels — into time, host, program, pid
+ * and message.
  *
  * Hand-written rather than one big regex: it runs on every line, and an
  * attacker-controlled line must never cost more than one linear pass.
@@ -48,7 +49,7 @@ export class EnvelopeParser {
     }
     line.timeFromLine = true;
     if (line.program === null && line.host === null && this.bare) {
-      line.message = raw.slice(after);
+      if (!this.parseBareTag(raw, after, line)) line.message = raw.slice(after);
       return line;
     }
     this.parseHostProgram(raw, after, line);
@@ -57,11 +58,18 @@ export class EnvelopeParser {
 
   /** Set by parseTimestamp: the timestamp was a bare-format one (no syslog host/program follows). */
   private bare = false;
+  /**
+   * Set by parseTimestamp for bare timestamps that may still be followed by a tag:
+   * multilog writes `@TAI64N prog: msg`; rsyslog templates write `YYYY-MM-DD HH:MM:SS host prog[pid]: msg`.
+   */
+  private bareTag: 'none' | 'program' | 'host-program-pid' = 'none';
 
   /** Parses a leading timestamp; returns the index after it (and following spaces), or -1. */
   private parseTimestamp(s: string, pos: number, line: LogLine): number {
     this.bare = false;
+    this.bareTag = 'none';
     const c = s.charCodeAt(pos);
+    if (c === 64 /* @ */) return this.parseTai64n(s, pos, line);
     // [timestamp] as Asterisk and Apache write it.
     if (c === 91 /* [ */) {
       const close = s.indexOf(']', pos + 1);
@@ -69,6 +77,7 @@ export class EnvelopeParser {
       const inner = this.parseTimestamp(s.slice(0, close), pos + 1, line);
       if (inner !== close) return -1;
       this.bare = true;
+      this.bareTag = 'none';
       return skipSpaces(s, close + 1);
     }
     if (c >= 48 && c <= 57) return this.parseNumericDate(s, pos, line);
@@ -111,6 +120,7 @@ export class EnvelopeParser {
     if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
     // A date written with '/' or a space before the time is a service's own format, not syslog.
     this.bare = sep === 47 || t === 32;
+    if (sep === 45 && t === 32) this.bareTag = 'host-program-pid';
     return s.charCodeAt(i) === 93 ? i : skipSpaces(s, i);
   }
 
@@ -163,6 +173,39 @@ export class EnvelopeParser {
     }
     this.bare = ctime;
     return s.charCodeAt(i) === 93 ? i : skipSpaces(s, i);
+  }
+
+  /**
+   * `@` and 24 hex digits: TAI64N as multilog writes it, 2^62 + 10 + Unix seconds
+   * (daemontools' tai64nlocal subtracts the same 10 s; leap seconds are not counted).
+   */
+  private parseTai64n(s: string, pos: number, line: LogLine): number {
+    const end = pos + 25;
+    if (s.length < end || (end < s.length && s.charCodeAt(end) !== 32)) return -1;
+    for (let i = pos + 1; i < end; i++) if (!isHexDigit(s.charCodeAt(i))) return -1;
+    const seconds = BigInt(`0x${s.slice(pos + 1, pos + 17)}`) - (1n << 62n) - 10n;
+    const nanos = parseInt(s.slice(pos + 17, end), 16);
+    line.time = Number(seconds) * 1000 + Math.floor(nanos / 1e6);
+    this.bare = true;
+    this.bareTag = 'program';
+    return skipSpaces(s, end);
+  }
+
+  /** The optional tag after a bare timestamp (see bareTag); true when one was parsed. */
+  private parseBareTag(s: string, pos: number, line: LogLine): boolean {
+    if (this.bareTag === 'none') return false;
+    let end = s.indexOf(' ', pos);
+    if (end < 0) end = s.length;
+    if (this.bareTag === 'program') return this.tryProgram(s, pos, end, line);
+    // Strict, so a service's own text (`[pid] SMTP …`, `auth-worker(1): …`) is never taken for a tag.
+    if (s.charCodeAt(end - 2) === 93 /* ] */ && this.tryProgram(s, pos, end, line)) return true;
+    if (end === pos || !isHostName(s, pos, end)) return false;
+    const next = skipSpaces(s, end);
+    let end2 = s.indexOf(' ', next);
+    if (end2 < 0) end2 = s.length;
+    if (s.charCodeAt(end2 - 2) !== 93 || !this.tryProgram(s, next, end2, line)) return false;
+    line.host = s.slice(pos, end);
+    return true;
   }
 
   private localMinute(year: number, month: number, day: number, hh: number, mm: number): number {
@@ -222,13 +265,19 @@ export class EnvelopeParser {
     } else {
       line.time = this.now();
     }
-    // Structured data: '-' or one or more [id k="v"...] elements; ']' inside values is escaped.
+    // Structured data: '-' or one or more [id k="v"...] elements. ']' inside values should be escaped,
+    // but some senders leave it bare (`test="[brackets]"`): inside quotes it does not end the element.
     if (s.charCodeAt(i) === 45) {
       i++;
     } else if (s.charCodeAt(i) === 91) {
       while (s.charCodeAt(i) === 91) {
         i++;
-        while (i < s.length && s.charCodeAt(i) !== 93) i += s.charCodeAt(i) === 92 ? 2 : 1;
+        let quoted = false;
+        while (i < s.length && (quoted || s.charCodeAt(i) !== 93)) {
+          const c = s.charCodeAt(i);
+          if (c === 34 /* " */) quoted = !quoted;
+          i += c === 92 /* \ */ ? 2 : 1;
+        }
         i++;
       }
     } else {
@@ -247,6 +296,19 @@ export class EnvelopeParser {
 
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
+}
+
+function isHexDigit(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70);
+}
+
+/** Letters, digits, `.`, `-`, `_`: a syslog host name, never a service's own `[pid]` or `H=(…)` text. */
+function isHostName(s: string, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 46 || c === 45 || c === 95)) return false;
+  }
+  return true;
 }
 
 function isDigits(s: string, start: number, end: number): boolean {

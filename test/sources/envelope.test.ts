@@ -61,6 +61,17 @@ test('RFC 5424 with structured data', () => {
   assert.equal(nil.pid, null);
 });
 
+test('RFC 5424 structured data with an unescaped ] inside a quoted value (fail2ban gh-2309)', () => {
+  const l = parser.parse(
+    '<38>1 2019-07-08T17:40:17.954167-04:00 hostname.example.com sshd 55555 - [timeQuality tzKnown="1" isSynced="0"][xxx@123 test="[brackets]" q="a\\"]b"] Failed unknown for invalid user redmond from 192.0.2.2 port 55555 ssh2',
+    't',
+  );
+  assert.equal(l.program, 'sshd');
+  assert.equal(l.pid, 55555);
+  assert.equal(l.time, Date.UTC(2019, 6, 8, 21, 40, 17, 954));
+  assert.equal(l.message, 'Failed unknown for invalid user redmond from 192.0.2.2 port 55555 ssh2');
+});
+
 test('bare service formats: nginx, Apache, Asterisk, OpenVPN ctime, exim', () => {
   const n = parser.parse('2024/01/02 03:04:05 [error] 123#0: *1 user "x" was not found', 't');
   assert.equal(n.time, local(2024, 1, 2, 3, 4, 5));
