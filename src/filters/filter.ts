@@ -19,7 +19,10 @@ export interface FilterMatch {
 export interface Filter {
   readonly name: string;
   readonly service: string;
-  /** Envelope programs this filter reads; an entry ending in `/` matches as a prefix (`postfix/`). */
+  /**
+   * Envelope programs this filter reads; an entry ending in `/` matches as a prefix (`postfix/`),
+   * one ending in `*` matches as a prefix without it (`ovpn-*`: Debian's `openvpn@NAME` tags lines `ovpn-NAME`).
+   */
   readonly programs: readonly string[];
   /** True when lines without a syslog program (a service's own log file) are offered too. */
   readonly bareLines: boolean;
@@ -109,9 +112,16 @@ export class FilterDispatch {
     if (program === null) return this.bare;
     let hit = this.cache.get(program);
     if (hit === undefined) {
-      hit = this.filters.filter((f) => f.programs.some((p) => (p.endsWith('/') ? program.startsWith(p) : program === p)));
+      hit = this.filters.filter((f) => f.programs.some((p) => programMatches(p, program)));
       if (this.cache.size < 10_000) this.cache.set(program, hit);
     }
     return hit;
   }
+}
+
+/** True when envelope `program` is selected by a filter's `programs` entry (see Filter.programs). */
+export function programMatches(entry: string, program: string): boolean {
+  if (entry.endsWith('/')) return program.startsWith(entry);
+  if (entry.endsWith('*')) return program.startsWith(entry.slice(0, -1));
+  return program === entry;
 }

@@ -1,0 +1,367 @@
+import { canonicalAddress } from '../core/address.js';
+import type { EventKind, LogLine } from '../core/types.js';
+import type { Filter, FilterMatch } from './filter.js';
+
+/**
+ * OpenSSH (sshd, and the sshd-session / sshd-auth helpers of OpenSSH ≥ 9.8).
+ *
+ * Attacker-controlled text in these messages: the user name (`Invalid user
+ * U from …`, up to 100 characters before sshd escapes it), the client's
+ * identification string, the client's disconnect reason, the hostbased
+ * client user/host, PAM's ruser/user. Every rule takes the address from a
+ * place sshd itself writes:
+ * - after fixed text at the start of the message (`Received disconnect from
+ *   ADDR`, `Unable to negotiate with ADDR`), or
+ * - from a tail sshd writes at the end (`… from ADDR port N ssh2$`), reached
+ *   through a greedy user group so the last — real — occurrence wins, and the
+ *   tail's shape is tight enough that no attacker text can follow it.
+ *
+ * Some sshd messages name no address (`Disconnecting: Too many authentication
+ * failures`, `kex_exchange_identification: …`, `Unable to negotiate a key
+ * exchange method`). They belong to the connection of the same sshd process:
+ * the filter remembers, per host and pid, the peer that process logged last
+ * (`Connection from ADDR port N on …` at LogLevel VERBOSE, or any matched
+ * line), and when it does not know it yet, holds the event until that
+ * process's `Connection closed by ADDR port N` names the peer.
+ *
+ * `Failed publickey` for an existing user is not evidence: a client with
+ * several keys in its agent logs one per key it tries before the right one.
+ * Too many of them end in `Too many authentication failures`, which is.
+ */
+
+/** An IPv4 or IPv6 literal as sshd prints it (IPv4-mapped included); validated by canonicalAddress. */
+const ADDR = '(?<addr>[0-9A-Fa-f:.]{2,45})';
+const PORT = ' port \\d{1,5}';
+/** `Failed METHOD for [invalid user ]USER` — publickey and hostbased have rules of their own. */
+const FAILED = 'Failed (?!publickey |hostbased )[\\w/-]{1,40} for (?<invalid>invalid user |illegal user )?(?<user>.*)';
+const RUSER = ' ssh1: ruser ';
+const CLIENT_USER = ', client user "';
+
+const failedKind = (m: RegExpExecArray): EventKind => (m.groups!.invalid ? 'invalid-user' : 'auth-failure');
+
+/** JSch (Java SSH clients, common in brute-force kits) disconnects with code 3 and this reason after failing. */
+const JSCH_AUTH_FAIL = /: Auth fail(?: \[preauth\])?$/;
+
+type KindOf = EventKind | ((m: RegExpExecArray, message: string) => EventKind | null);
+
+interface SshdRule {
+  id: string;
+  /** Cheap substring test before the regex runs. */
+  needle: string;
+  re: RegExp;
+  kind: KindOf;
+  /** Runs before the regex; false skips the rule (e.g. the marker the address follows must occur exactly once). */
+  guard?: (message: string) => boolean;
+}
+
+/** Rules whose line names the peer. */
+const RULES: readonly SshdRule[] = [
+  {
+    id: 'failed-auth',
+    needle: 'Failed ',
+    // password, keyboard-interactive[/pam], none, gssapi-with-mic, unknown: sshd appends nothing after `sshN`.
+    re: new RegExp(`^(?:\\[ID \\d+ [\\w.]+\\] )?${FAILED} from ${ADDR}${PORT} ssh2$`),
+    kind: failedKind,
+  },
+  {
+    id: 'failed-auth',
+    needle: 'Failed ',
+    // Older sshd: SSH-1, no protocol, or not even a port. A modern line ends in `ssh2` and never reaches
+    // this rule; an SSH-1 line with a remote user (the attacker's, below) could end in a forged tail.
+    re: new RegExp(`^(?:\\[ID \\d+ [\\w.]+\\] )?${FAILED} from ${ADDR}(?:${PORT}(?: ssh1)?)?$`),
+    guard: (message) => !message.includes(RUSER),
+    kind: failedKind,
+  },
+  {
+    id: 'failed-auth',
+    needle: RUSER,
+    // SSH-1 rhosts: the remote user (the attacker's) follows the real tail. Taken only when the tail occurs once.
+    re: new RegExp(`^${FAILED} from ${ADDR}${PORT} ssh1: ruser `),
+    guard: (message) => message.indexOf(RUSER) === message.lastIndexOf(RUSER),
+    kind: failedKind,
+  },
+  {
+    id: 'failed-publickey-invalid-user',
+    needle: 'Failed publickey for invalid user ',
+    // The key description is `TYPE FINGERPRINT`, no spaces: nothing can follow the real tail.
+    re: new RegExp(`^Failed publickey for invalid user (?<user>.*) from ${ADDR}${PORT} ssh2: [\\w@.-]{1,60} \\S{1,200}$`),
+    kind: 'invalid-user',
+  },
+  {
+    id: 'failed-hostbased',
+    needle: 'Failed hostbased for ',
+    // Client user and host are the attacker's: quoted, without quotes inside, and the marker before them
+    // must occur once, so a tail forged inside them is refused.
+    guard: (message) => message.indexOf(CLIENT_USER) === message.lastIndexOf(CLIENT_USER),
+    re: new RegExp(
+      `^Failed hostbased for (?<invalid>invalid user )?(?<user>.*) from ${ADDR}${PORT} ssh2: [\\w@.-]{1,60} \\S{1,200}, client user "[^"]*", client host "[^"]*"$`,
+    ),
+    kind: failedKind,
+  },
+  {
+    id: 'invalid-user',
+    needle: ' user ',
+    re: new RegExp(`^(?:Invalid|Illegal) user (?<user>.*) from ${ADDR}(?:${PORT})?$`),
+    kind: 'invalid-user',
+  },
+  {
+    id: 'user-not-allowed',
+    needle: ' not allowed because ',
+    re: new RegExp(
+      `^User (?<user>.*) from ${ADDR} not allowed because (?:not listed in AllowUsers|listed in DenyUsers|not in any group|a group is listed in DenyGroups|none of user's groups are listed in AllowGroups)$`,
+    ),
+    kind: 'invalid-user',
+  },
+  {
+    id: 'root-login-refused',
+    needle: 'ROOT LOGIN REFUSED FROM ',
+    re: new RegExp(`^ROOT LOGIN REFUSED FROM ${ADDR}(?:${PORT})?(?: \\[preauth\\])?$`),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'max-auth-attempts',
+    needle: 'maximum authentication attempts exceeded for ',
+    re: new RegExp(
+      `^(?:error: )?maximum authentication attempts exceeded for (?:invalid user )?(?<user>.*) from ${ADDR}${PORT} ssh2 \\[preauth\\]$`,
+    ),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'too-many-auth-failures',
+    needle: ': Too many authentication failures',
+    re: new RegExp(`^Disconnecting (?:authenticating|invalid) user (?<user>.*) ${ADDR}${PORT}: Too many authentication failures \\[preauth\\]$`),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'user-change',
+    needle: 'Change of username or service not allowed',
+    // Both user names in the parentheses are the attacker's: they may not contain `,` or `)`.
+    re: new RegExp(
+      `^Disconnecting (?:authenticating|invalid) user (?<user>.*) ${ADDR}${PORT}: Change of username or service not allowed: \\([^,)]*,[^,)]*\\) -> \\([^,)]*,[^,)]*\\) \\[preauth\\]$`,
+    ),
+    kind: 'protocol-abuse',
+  },
+  {
+    id: 'closed-authenticating',
+    needle: ' user ',
+    re: new RegExp(
+      `^(?:Connection (?:closed|reset) by|Disconnected from) (?<who>authenticating|invalid) user (?<user>.*) ${ADDR}${PORT} \\[preauth\\]$`,
+    ),
+    kind: (m) => (m.groups!.who === 'invalid' ? 'invalid-user' : 'auth-failure'),
+  },
+  {
+    id: 'closed-preauth',
+    needle: ' [preauth]',
+    re: new RegExp(`^(?:Connection (?:closed|reset) by|Disconnected from) ${ADDR}(?:${PORT})? \\[preauth\\]$`),
+    kind: 'probe',
+  },
+  {
+    id: 'pam-auth-failure',
+    needle: '(sshd:auth): authentication failure;',
+    // ruser and user are the attacker's and surround rhost: the address is taken only when ` rhost=` occurs once.
+    re: new RegExp(
+      `^pam_[a-z0-9_]{1,20}\\(sshd:auth\\): authentication failure; logname=\\S* uid=\\d+ euid=\\d+ tty=\\S* ruser=.*? rhost=${ADDR}(?: {1,2}user=(?<user>.*?))?(?: \\[preauth\\])?$`,
+    ),
+    guard: (message) => message.indexOf(' rhost=') === message.lastIndexOf(' rhost='),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'pam-error',
+    needle: 'PAM: ',
+    // OpenSSH's own PAM messages: the user comes first, the address last (OS X adds `via LOCALADDR`).
+    re: new RegExp(
+      `^(?:error: )?PAM: (?:[Aa]uthentication (?:failure|error)|User not known to the underlying authentication module) for (?:illegal user )?(?<user>.*) from ${ADDR}(?: via [0-9A-Fa-f:.]{2,45})? ?$`,
+    ),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'received-disconnect',
+    needle: 'Received disconnect from ',
+    // The address precedes the client's reason text; the reason only decides the kind.
+    re: new RegExp(`^(?:error: )?Received disconnect from ${ADDR}(?:${PORT})?: ?(?<code>\\d{1,2}): `),
+    kind: (m, message) => {
+      const code = Number(m.groups!.code);
+      // 14: no more authentication methods; 3 with "Auth fail": JSch's failed login.
+      if (code === 14 || (code === 3 && JSCH_AUTH_FAIL.test(message))) return 'auth-failure';
+      return message.endsWith(' [preauth]') ? 'probe' : null;
+    },
+  },
+  {
+    id: 'no-identification',
+    needle: 'Did not receive identification string from ',
+    re: new RegExp(`^Did not receive identification string from ${ADDR}(?:${PORT})?$`),
+    kind: 'probe',
+  },
+  {
+    id: 'bad-protocol-version',
+    needle: 'Bad protocol version identification ',
+    re: new RegExp(`^Bad protocol version identification '.*' from ${ADDR}(?:${PORT})?$`),
+    kind: 'protocol-abuse',
+  },
+  {
+    id: 'protocol-major-differ',
+    needle: 'Protocol major versions differ for ',
+    re: new RegExp(`^Protocol major versions differ for ${ADDR}(?:${PORT})?: `),
+    kind: 'protocol-abuse',
+  },
+  {
+    id: 'banner-exchange',
+    needle: 'banner exchange: Connection from ',
+    re: new RegExp(`^banner exchange: Connection from ${ADDR}${PORT}: `),
+    kind: 'protocol-abuse',
+  },
+  {
+    id: 'unable-to-negotiate',
+    needle: 'Unable to negotiate with ',
+    re: new RegExp(`^(?:fatal: )?Unable to negotiate with ${ADDR}${PORT}: no matching [\\w -]{1,40} found\\.`),
+    kind: 'probe',
+  },
+  {
+    id: 'dispatch-fatal',
+    needle: 'ssh_dispatch_run_fatal: Connection from ',
+    re: new RegExp(`^ssh_dispatch_run_fatal: Connection from ${ADDR}${PORT}: `),
+    kind: 'protocol-abuse',
+  },
+  {
+    id: 'tcpwrappers-refused',
+    needle: 'refused connect from ',
+    re: new RegExp(`^refused connect from \\S{1,300} \\(${ADDR}\\)$`),
+    kind: 'probe',
+  },
+];
+
+/** Rules whose line names no peer: the address comes from the same sshd process's earlier or next line. */
+const CONNECTION_RULES: readonly SshdRule[] = [
+  {
+    id: 'too-many-auth-failures',
+    needle: 'Disconnecting: Too many authentication failures',
+    re: /^Disconnecting: Too many authentication failures(?: for .*)? \[preauth\]$/,
+    kind: 'auth-failure',
+  },
+  {
+    id: 'kex-identification',
+    needle: 'kex_exchange_identification: ',
+    re: /^(?:error: )?kex_exchange_identification: (?:client sent invalid protocol identifier|Connection closed by remote host|read: Connection reset by peer)/,
+    kind: 'probe',
+  },
+  {
+    id: 'unable-to-negotiate',
+    needle: 'Unable to negotiate a key exchange method',
+    re: /^(?:fatal: )?Unable to negotiate a key exchange method \[preauth\]$/,
+    kind: 'probe',
+  },
+  {
+    id: 'no-matching-algorithm',
+    needle: 'no matching ',
+    re: /^(?:fatal: )?no matching [\w -]{1,40} found: client /,
+    kind: 'probe',
+  },
+  {
+    id: 'reset-preauth',
+    needle: 'Connection reset by peer [preauth]',
+    re: /^fatal: Read from socket failed: Connection reset by peer \[preauth\]$/,
+    kind: 'probe',
+  },
+];
+
+/** Lines that only tell which peer an sshd process serves. */
+const CONNECTION_FROM = new RegExp(`^Connection from ${ADDR}${PORT}(?: on [0-9A-Fa-f:.]{2,45}${PORT}(?: rdomain "[^"]*")?)?$`);
+/** Some distributions' audit patch logs the peer as `ADDR-PORT` first thing in a connection. */
+const AUDIT_REMOTE = new RegExp(`^SSH: Server;Ltype: \\w+;Remote: ${ADDR}-\\d{1,5};`);
+/** The end of a connection whose earlier line named no peer. */
+const CONNECTION_END = new RegExp(`^Connection (?:closed|reset) by ${ADDR}${PORT}$`);
+
+/** How long (log time) a process's peer or held event stays relevant: sshd's LoginGraceTime is 2 minutes by default. */
+const CONNECTION_TTL_MS = 10 * 60_000;
+const MAX_CONNECTIONS = 10_000;
+
+interface Held {
+  kind: EventKind;
+  pattern: string;
+  time: number;
+}
+
+const PATTERN_IDS = [...new Set([...RULES, ...CONNECTION_RULES].map((r) => r.id))];
+
+export class SshdFilter implements Filter {
+  readonly name = 'sshd';
+  readonly service = 'ssh';
+  readonly programs = ['sshd', 'sshd-session', 'sshd-auth'] as const;
+  readonly bareLines = false;
+  readonly patterns = PATTERN_IDS;
+
+  /** Peer per `host\0pid`, in insertion order so the oldest is dropped first. */
+  private readonly peers = new Map<string, { address: string; time: number }>();
+  /** Address-less events waiting for their process to name the peer. */
+  private readonly held = new Map<string, Held>();
+
+  match(line: LogLine): FilterMatch | null {
+    const message = line.message;
+    const key = line.pid === null ? null : `${line.host ?? ''}\0${line.pid}`;
+    for (const rule of RULES) {
+      const m = run(rule, message);
+      if (m === null) continue;
+      const address = canonicalAddress(m.groups!.addr!);
+      if (address === null) continue;
+      const kind = typeof rule.kind === 'function' ? rule.kind(m, message) : rule.kind;
+      if (kind === null) continue;
+      if (key !== null) {
+        this.remember(key, address, line.time);
+        const held = this.takeHeld(key, line.time);
+        if (held !== null) return { kind: held.kind, address, user: null, pattern: held.pattern };
+      }
+      return { kind, address, user: m.groups!.user ?? null, pattern: rule.id };
+    }
+    if (key === null) return null;
+    for (const rule of CONNECTION_RULES) {
+      if (run(rule, message) === null) continue;
+      const kind = rule.kind as EventKind;
+      const peer = this.peers.get(key);
+      if (peer !== undefined && line.time - peer.time <= CONNECTION_TTL_MS) return { kind, address: peer.address, user: null, pattern: rule.id };
+      this.hold(key, { kind, pattern: rule.id, time: line.time });
+      return null;
+    }
+    if (message.startsWith('Connection from ') || message.startsWith('SSH: Server;')) {
+      const m = (message.charCodeAt(0) === 67 /* C */ ? CONNECTION_FROM : AUDIT_REMOTE).exec(message);
+      const address = m === null ? null : canonicalAddress(m.groups!.addr!);
+      if (address !== null) this.remember(key, address, line.time);
+      return null;
+    }
+    if (message.startsWith('Connection ') && this.held.size > 0) {
+      const m = CONNECTION_END.exec(message);
+      const address = m === null ? null : canonicalAddress(m.groups!.addr!);
+      if (address === null) return null;
+      const held = this.takeHeld(key, line.time);
+      if (held !== null) return { kind: held.kind, address, user: null, pattern: held.pattern };
+    }
+    return null;
+  }
+
+  private remember(key: string, address: string, time: number): void {
+    this.peers.delete(key);
+    this.peers.set(key, { address, time });
+    if (this.peers.size > MAX_CONNECTIONS) this.peers.delete(this.peers.keys().next().value!);
+  }
+
+  private hold(key: string, held: Held): void {
+    this.held.delete(key);
+    this.held.set(key, held);
+    if (this.held.size > MAX_CONNECTIONS) this.held.delete(this.held.keys().next().value!);
+  }
+
+  private takeHeld(key: string, time: number): Held | null {
+    const held = this.held.get(key);
+    if (held === undefined) return null;
+    this.held.delete(key);
+    return time - held.time <= CONNECTION_TTL_MS ? held : null;
+  }
+}
+
+function run(rule: SshdRule, message: string): RegExpExecArray | null {
+  if (!message.includes(rule.needle)) return null;
+  if (rule.guard && !rule.guard(message)) return null;
+  return rule.re.exec(message);
+}
+
+/** The built-in sshd filter. It keeps per-connection state: use one instance per pipeline (or `new SshdFilter()`). */
+export const sshd = new SshdFilter();
