@@ -139,3 +139,12 @@ function isDirectory(path: string): boolean {
     return false;
   }
 }
+
+/** A predicate telling whether an absolute path is one the pattern stands for (used to route lines to jails). */
+export function pathMatcher(pattern: string): (path: string) => boolean {
+  const variants = compilePattern(pattern).map((v) => v.path.split('/').map((seg) => (hasGlobSyntax(seg) ? segmentMatcher(seg) : seg)));
+  return (path) => {
+    const segs = path.split('/');
+    return variants.some((v) => v.length === segs.length && v.every((m, i) => (typeof m === 'string' ? m === segs[i] : m.test(segs[i]!))));
+  };
+}

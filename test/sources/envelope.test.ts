@@ -104,3 +104,38 @@ test('hostile envelopes stay linear', () => {
     assert.equal(typeof l.message, 'string');
   }
 });
+
+test('multilog TAI64N label, then the program tag', () => {
+  // 2^62 + 10 + Unix seconds (daemontools' tai64nlocal subtracts the same 10 s), then nanoseconds.
+  const l = parser.parse('@4000000066bd20e61dcd6500 imap-login: Info: Aborted login (auth failed, 1 attempts)', 't');
+  assert.equal(l.time, (0x66bd20e6 - 10) * 1000 + 500);
+  assert.equal(l.timeFromLine, true);
+  assert.equal(l.program, 'imap-login');
+  assert.equal(l.host, null);
+  assert.equal(l.message, 'Info: Aborted login (auth failed, 1 attempts)');
+  const bare = parser.parse('@4000000066bd20e61dcd6500 some text', 't');
+  assert.equal(bare.program, null);
+  assert.equal(bare.message, 'some text');
+  // Not a label: one hex digit too many, or not hex.
+  assert.equal(parser.parse('@4000000066bd20e61dcd65000 x', 't').timeFromLine, false);
+  assert.equal(parser.parse('@4000000066bd20e61dcd650g x', 't').timeFromLine, false);
+});
+
+test('ISO date with a space followed by a syslog tag (rsyslog templates), but never a service text', () => {
+  const l = parser.parse('2019-10-22 03:39:17 mx1 exim[29786]: dovecot_login authenticator failed for (User) [192.0.2.37]: 535', 't');
+  assert.equal(l.time, local(2019, 10, 22, 3, 39, 17));
+  assert.equal(l.host, 'mx1');
+  assert.equal(l.program, 'exim');
+  assert.equal(l.pid, 29786);
+  assert.equal(l.message, 'dovecot_login authenticator failed for (User) [192.0.2.37]: 535');
+  const noHost = parser.parse('2019-10-22 03:39:17 exim[1]: x', 't');
+  assert.equal(noHost.program, 'exim');
+  assert.equal(noHost.host, null);
+  // Exim's own `[pid]`, Dovecot's `auth-worker(N):` and text that merely looks like a host stay the message.
+  for (const message of ['[13314] SMTP protocol synchronization error', 'auth-worker(default): Info: pam(u,192.0.2.1): unknown user', 'H=(x) [192.0.2.1] a[1]: b', 'login authenticator failed for (x) [192.0.2.1]']) {
+    const b = parser.parse(`2013-06-02 06:54:20 ${message}`, 't');
+    assert.equal(b.program, null);
+    assert.equal(b.host, null);
+    assert.equal(b.message, message);
+  }
+});
