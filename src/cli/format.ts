@@ -1,4 +1,4 @@
-import type { StatusReport } from '../daemon/daemon.js';
+import type { Explanation, StatusReport } from '../daemon/daemon.js';
 
 /** Text renderings of control answers for a terminal. */
 
@@ -42,4 +42,22 @@ export function formatBanned(bans: Array<Record<string, unknown>>): string {
   if (bans.length === 0) return 'no active bans\n';
   const rows = bans.map((b) => `${String(b.target).padEnd(40)} ${String(b.jail).padEnd(16)} ${b.until === null ? 'permanent'.padEnd(24) : String(b.until).padEnd(24)} ${String(b.reason)}`);
   return `${'TARGET'.padEnd(40)} ${'JAIL'.padEnd(16)} ${'UNTIL'.padEnd(24)} REASON\n${rows.join('\n')}\n`;
+}
+
+export function formatExplanation(e: Explanation): string {
+  const out: string[] = [`${e.address}: banned ${e.banCount} time(s) in all`];
+  for (const b of e.bans) {
+    out.push(`BANNED in ${b.jail} since ${b.time} ${b.until ? `until ${b.until}` : 'permanently'} (by ${b.origin}): ${b.reason}`);
+    for (const l of b.evidence) out.push(`    | ${l}`);
+  }
+  for (const j of e.jails) {
+    if (j.allowlistedBy) out.push(`allowed in ${j.jail}: matches allowlist entry ${j.allowlistedBy}`);
+    else if (!j.banned && j.failing) out.push(`${j.jail}: ${j.failing} of ${j.maxretry} failures counted in the current window`);
+  }
+  if (e.history.length) {
+    out.push('Earlier bans:');
+    for (const b of e.history) out.push(`  ${b.time} ${b.jail}: ${b.reason}; lifted ${b.liftedAt ?? '?'} (${b.liftReason ?? ''})`);
+  }
+  if (e.bans.length === 0 && e.jails.every((j) => !j.allowlistedBy && !j.failing)) out.push('not banned, no failures counted, not allowlisted');
+  return `${out.join('\n')}\n`;
 }

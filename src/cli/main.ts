@@ -9,10 +9,10 @@ import { createLogger } from '../core/log.js';
 import type { Decision } from '../core/types.js';
 import { callDaemon } from '../control/client.js';
 import { ControlServer } from '../control/server.js';
-import { Daemon, type StatusReport } from '../daemon/daemon.js';
+import { banJson, Daemon, type Explanation, type StatusReport } from '../daemon/daemon.js';
 import { replay } from './replay.js';
 import { resolveFilter, testFilter } from './test-filter.js';
-import { formatBanned, formatStatus } from './format.js';
+import { formatBanned, formatExplanation, formatStatus } from './format.js';
 
 const program = new Command('portcullis')
   .description('Intrusion prevention: follows service logs, detects brute force and floods, bans offenders in the kernel firewall.')
@@ -62,7 +62,12 @@ async function handleControl(daemon: Daemon, cmd: string, args: Record<string, u
     case 'status':
       return daemon.status();
     case 'banned':
-      return daemon.store.activeBans().map((b) => ({ target: b.target, jail: b.jail, time: iso(b.time), until: b.until === null ? null : iso(b.until), reason: b.reason, origin: b.origin }));
+      return daemon.store.activeBans().map((b) => {
+        const { evidence: _evidence, liftedAt: _liftedAt, liftReason: _liftReason, ...rest } = banJson(b);
+        return rest;
+      });
+    case 'explain':
+      return daemon.explain(String(args.address));
     case 'ban': {
       const d = daemon.ban(String(args.target), (args.jail as string | undefined) ?? null, args.for === undefined ? undefined : (args.for as number | null), 'cli');
       await daemon.settled();
@@ -147,6 +152,18 @@ program
   .action(async (opts: { json?: boolean; config: string; socket?: string }) => {
     const bans = (await callDaemon(daemonSocket(opts), 'banned')) as Array<Record<string, unknown>>;
     process.stdout.write(opts.json ? `${JSON.stringify(bans)}\n` : formatBanned(bans));
+  });
+
+program
+  .command('explain')
+  .description('why an address is banned or allowed right now')
+  .argument('<address>', 'IPv4/IPv6 address')
+  .option('--json', 'machine-readable output')
+  .addOption(configOption())
+  .addOption(socketOption())
+  .action(async (address: string, opts: { json?: boolean; config: string; socket?: string }) => {
+    const e = (await callDaemon(daemonSocket(opts), 'explain', { address })) as Explanation;
+    process.stdout.write(opts.json ? `${JSON.stringify(e, null, 2)}\n` : formatExplanation(e));
   });
 
 program

@@ -1,5 +1,5 @@
 import { programMatches, type Filter } from '../filters/filter.js';
-import { builtinFilters } from '../filters/index.js';
+import { builtinFilters, createFilter } from '../filters/index.js';
 import { UsageError } from '../core/errors.js';
 import { EnvelopeParser } from '../sources/envelope.js';
 import { readLines } from '../sources/read-lines.js';
@@ -29,7 +29,7 @@ export interface FilterReport {
 }
 
 export function resolveFilter(name: string): Filter {
-  const f = builtinFilters.get(name);
+  const f = createFilter(name);
   if (!f) throw new UsageError(`unknown filter "${name}"; built-in filters: ${[...builtinFilters.keys()].join(', ')}`);
   return f;
 }

@@ -8,6 +8,7 @@ import { ConfigError, ConfigErrors } from '../core/errors.js';
 import { builtinFilters } from '../filters/index.js';
 import { BUILTIN_JAILS, DEFAULT_BANTIME, DEFAULT_FINDTIME, DEFAULT_MAXRETRY } from './builtin-jails.js';
 import { configSchema } from './schema.js';
+import type { CommandEnforcerOptions, CommandTemplate } from '../enforcers/command.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/portcullis/portcullis.yaml';
 
@@ -35,6 +36,10 @@ export interface JailConfig {
   action: 'drop' | 'reject' | 'throttle';
   /** Enforcers for this jail; empty = the global default. */
   enforcers: EnforcerName[];
+  /** Cut a banned offender's open connections: none, those to the jail's ports, or all. */
+  flush: 'none' | 'rule' | 'global';
+  /** Also filter forwarded traffic (a router forwarding ports to LAN hosts or containers). */
+  forward: boolean;
 }
 
 export interface Config {
@@ -48,6 +53,8 @@ export interface Config {
   startAtEnd: boolean;
   ignoreip: Network[];
   jails: JailConfig[];
+  /** Templates of the `command` enforcer. */
+  command: CommandEnforcerOptions | null;
 }
 
 /** Where a value came from, for `file:line:column` messages. */
@@ -58,7 +65,7 @@ interface Located {
 }
 
 const Ajv = AjvModule.default ?? AjvModule;
-const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: false });
+const ajv = new Ajv({ allErrors: true, allowUnionTypes: true, strict: false, verbose: true });
 ajv.addFormat('duration', { validate: (v: string | number) => parseDuration(v) !== null, type: 'string' });
 ajv.addFormat('bantime', { validate: (v: string | number) => parseBantime(v) !== undefined, type: 'string' });
 ajv.addFormat('target', (v: string) => parseNetwork(v) !== null);
@@ -298,6 +305,8 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
       protocol: (user.protocol as JailConfig['protocol'] | undefined) ?? builtin?.protocol ?? 'tcp',
       action: (user.action as JailConfig['action'] | undefined) ?? 'drop',
       enforcers: user.enforcer === undefined ? [] : ([] as EnforcerName[]).concat(user.enforcer as EnforcerName | EnforcerName[]),
+      flush: (user.flush as JailConfig['flush'] | undefined) ?? 'none',
+      forward: (user.forward as boolean | undefined) ?? false,
     });
   }
   const http = (raw.http ?? {}) as Raw;
@@ -311,6 +320,17 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
     startAtEnd,
     ignoreip: ((raw.ignoreip as string[] | undefined) ?? []).map((t) => parseNetwork(t)!),
     jails,
+    command: raw.command ? commandOptions(raw.command as Raw) : null,
+  };
+}
+
+function commandOptions(c: Raw): CommandEnforcerOptions {
+  return {
+    ban: c.ban as CommandTemplate,
+    unban: c.unban as CommandTemplate,
+    ...(c.setup_jail ? { setupJail: c.setup_jail as CommandTemplate } : {}),
+    ...(c.teardown_jail ? { teardownJail: c.teardown_jail as CommandTemplate } : {}),
+    ...(c.timeout !== undefined ? { timeoutMs: parseDuration(c.timeout as string)! } : {}),
   };
 }
 

@@ -10,6 +10,14 @@ const target = { type: 'string', format: 'target' } as const;
 const targetList = { type: 'array', items: target } as const;
 const stringOrList = { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', items: { type: 'string', minLength: 1 }, minItems: 1 }] } as const;
 
+/** An argv list with placeholders like {target}, or { shell: "script using $1" }. */
+const commandTemplate = {
+  anyOf: [
+    { type: 'array', items: { type: 'string' }, minItems: 1 },
+    { type: 'object', properties: { shell: { type: 'string', minLength: 1 } }, required: ['shell'], additionalProperties: false },
+  ],
+} as const;
+
 const source = {
   type: 'object',
   minProperties: 1,
@@ -41,6 +49,8 @@ const jail = {
     protocol: { enum: ['tcp', 'udp', 'all'] },
     action: { enum: ['drop', 'reject', 'throttle'] },
     enforcer: { anyOf: [{ enum: ['nftables', 'iptables', 'pf', 'command', 'dry-run'] }, { type: 'array', items: { enum: ['nftables', 'iptables', 'pf', 'command', 'dry-run'] }, minItems: 1 }] },
+    flush: { enum: ['none', 'rule', 'global'] },
+    forward: { type: 'boolean' },
     /** Extra envelope program names for this jail's filters (e.g. a router tagging OpenVPN as `vpnserver1`). */
     programs: { type: 'array', items: { type: 'string', minLength: 1 } },
   },
@@ -62,6 +72,12 @@ export const configSchema = {
       additionalProperties: false,
     },
     enforcer: { enum: ['auto', 'nftables', 'iptables', 'pf', 'command', 'dry-run'] },
+    command: {
+      type: 'object',
+      required: ['ban', 'unban'],
+      properties: { ban: commandTemplate, unban: commandTemplate, setup_jail: commandTemplate, teardown_jail: commandTemplate, timeout: duration },
+      additionalProperties: false,
+    },
     max_line_length: { type: 'integer', minimum: 256, maximum: 1048576 },
     start_at: { enum: ['end', 'beginning'] },
     ignoreip: targetList,

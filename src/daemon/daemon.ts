@@ -7,11 +7,11 @@ import type { Logger } from '../core/log.js';
 import type { Decision } from '../core/types.js';
 import type { BanEntry } from '../enforcers/enforcer.js';
 import { createEnforcers } from '../enforcers/index.js';
-import type { Source, SourceBatch, SourceStatus } from '../sources/source.js';
-import { Store, type StateChanges } from '../state/store.js';
+import type { SourceBatch, SourceStatus } from '../sources/source.js';
+import { Store, type BanRecord, type StateChanges } from '../state/store.js';
 import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
 import { Pipeline } from './pipeline.js';
-import { buildSources } from './sources.js';
+import { buildSources, type RoutedSource } from './sources.js';
 
 export interface DaemonOptions {
   log: Logger;
@@ -55,12 +55,40 @@ export interface StatusReport {
   errors: string[];
 }
 
+export interface Explanation {
+  address: string;
+  bans: BanJson[];
+  history: BanJson[];
+  jails: Array<{ jail: string; allowlistedBy: string | null; failing: number; maxretry: number; banned: boolean }>;
+  banCount: number;
+}
+
+export interface BanJson {
+  target: string;
+  jail: string;
+  time: string;
+  until: string | null;
+  reason: string;
+  origin: string;
+  evidence: string[];
+  liftedAt: string | null;
+  liftReason: string | null;
+}
+
+export function banJson(b: BanRecord): BanJson {
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  return {
+    target: b.target, jail: b.jail, time: iso(b.time), until: b.until === null ? null : iso(b.until), reason: b.reason, origin: b.origin,
+    evidence: b.evidence, liftedAt: b.liftedAt === null ? null : iso(b.liftedAt), liftReason: b.liftReason,
+  };
+}
+
 /** The long-running service: sources → pipeline → store → enforcers, plus housekeeping. */
 export class Daemon {
   readonly store: Store;
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
-  private readonly sources: Array<{ source: Source; route: string; jails: string[] }>;
+  private readonly sources: RoutedSource[];
   private readonly node = hostname();
   private readonly startedAt = Date.now();
   private timers: NodeJS.Timeout[] = [];
@@ -76,7 +104,6 @@ export class Daemon {
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
     this.queue = new EnforcementQueue(assignments, () => this.wantedBans(), log);
     this.sources = buildSources(config, jails, { stdin: options.stdin ?? false, log });
-    for (const s of this.sources) this.pipeline.addRoute(s.route, s.jails);
   }
 
   async start(): Promise<void> {
@@ -92,8 +119,8 @@ export class Daemon {
     const maxFindtime = Math.max(0, ...this.config.jails.map((j) => j.findtime));
     this.pipeline.restore(active.filter((b) => b.until === null || b.until > now), this.store.failuresSince(now - maxFindtime - 86_400_000));
     await this.queue.start();
-    for (const { source, route } of this.sources) {
-      await source.start((batch) => this.onBatch(batch, route), this.store);
+    for (const routed of this.sources) {
+      await routed.source.start((batch) => this.onBatch(batch, routed), this.store);
     }
     this.timers.push(setInterval(() => this.tick(), 1000));
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
@@ -101,8 +128,12 @@ export class Daemon {
     log.info(`started: ${this.pipeline.jails.size} jail(s) [${[...this.pipeline.jails.keys()].join(', ')}], ${this.sources.length} source(s), state in ${this.store.path}`);
   }
 
-  private onBatch(batch: SourceBatch, route: string): void {
-    for (const line of batch.lines) this.pipeline.process(line, route);
+  private onBatch(batch: SourceBatch, routed: RoutedSource): void {
+    for (const line of batch.lines) {
+      // Routes are made on first sight of a source (a file matched by a glob appears later).
+      if (!this.pipeline.hasRoute(line.source)) this.pipeline.addRoute(line.source, routed.jailsFor(line.source));
+      this.pipeline.process(line, line.source);
+    }
     this.commitAndEnforce({ checkpoints: batch.checkpoints });
   }
 
@@ -132,7 +163,7 @@ export class Daemon {
 
   private logDecision(d: Decision): void {
     if (d.action === 'ban') {
-      this.options.log.info(`[${d.jail}] ban ${d.target} for ${d.until === null ? 'ever' : formatDuration(d.until - Date.now())}: ${d.reason}`);
+      this.options.log.info(`[${d.jail}] ban ${d.target} for ${d.until === null ? 'ever' : formatDuration(Math.round((d.until - Date.now()) / 1000) * 1000)}: ${d.reason}`);
     } else if (d.action === 'unban') {
       this.options.log.info(`[${d.jail}] unban ${d.target}: ${d.reason}`);
     }
@@ -176,6 +207,27 @@ export class Daemon {
     const first = this.pipeline.jails.keys().next();
     if (first.done) throw new PortcullisError('no jail is enabled, so there is no firewall set to ban into; enable a jail or pass --jail', 2);
     return first.value;
+  }
+
+  /** Why an address is banned or allowed right now: bans, history, pending failures, allowlist entries. */
+  explain(addressText: string): Explanation {
+    const address = canonicalTarget(addressText);
+    if (address === null) throw new PortcullisError(`"${addressText}" is not an IPv4/IPv6 address or CIDR`, 2);
+    const history = this.store.history({ target: address, limit: 20 });
+    const jails = [...this.pipeline.jails.values()].map((j) => ({
+      jail: j.config.name,
+      allowlistedBy: j.allowlist.match(address),
+      failing: j.counter.failuresOf(address),
+      maxretry: j.config.maxretry,
+      banned: j.active.has(address),
+    }));
+    return {
+      address,
+      bans: history.filter((b) => b.active).map(banJson),
+      history: history.filter((b) => !b.active).map(banJson),
+      jails,
+      banCount: this.store.banCount(address),
+    };
   }
 
   status(): StatusReport {

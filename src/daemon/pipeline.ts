@@ -4,7 +4,7 @@ import type { Decision, Event, LogLine } from '../core/types.js';
 import type { JailConfig } from '../config/load.js';
 import { FailureCounter } from '../detectors/jail.js';
 import { programMatches, type Filter } from '../filters/filter.js';
-import { builtinFilters } from '../filters/index.js';
+import { createFilter } from '../filters/index.js';
 import { Allowlist } from '../policy/allowlist.js';
 import type { FailureRow } from '../state/store.js';
 
@@ -98,11 +98,24 @@ export class Pipeline {
     this.routes.set(routeId, { jails, byProgram: new Map(), bare });
   }
 
+  private readonly filters = new Map<string, Filter | null>();
+
+  /** One instance per filter name in this pipeline, shared by the jails using it. */
+  private filterInstance(name: string): Filter | null {
+    let f = this.filters.get(name);
+    if (f === undefined) this.filters.set(name, (f = createFilter(name)));
+    return f;
+  }
+
+  hasRoute(routeId: string): boolean {
+    return this.routes.has(routeId);
+  }
+
   private entriesFor(jails: JailRuntime[], program?: string): DispatchEntry[] {
     const entries = new Map<string, DispatchEntry>();
     for (const jail of jails) {
       for (const name of jail.config.filters) {
-        const filter = builtinFilters.get(name);
+        const filter = this.filterInstance(name);
         if (!filter) continue;
         if (program !== undefined) {
           const wanted = filter.programs.some((p) => programMatches(p, program)) || jail.config.programs.includes(program);

@@ -1,3 +1,6 @@
+import { PortcullisError } from '../core/errors.js';
+import { parseNetwork, type Network } from '../core/address.js';
+
 /**
  * An enforcer turns decisions into firewall state. Changes arrive in batches
  * and each batch goes to the kernel as one transaction.
@@ -5,6 +8,8 @@
 
 export type Verdict = 'drop' | 'reject' | 'throttle';
 export type Protocol = 'tcp' | 'udp' | 'all';
+/** Cutting a banned offender's open connections (pf's `flush`): none, those to the jail's ports, or all. */
+export type FlushScope = 'none' | 'rule' | 'global';
 
 /** What the firewall needs to know about a jail to build its objects. */
 export interface JailFirewallSpec {
@@ -17,6 +22,14 @@ export interface JailFirewallSpec {
   throttleRate?: string;
   /** Also filter forwarded traffic (routers, containers). */
   forward?: boolean;
+  /** After a ban, cut the offender's established connections (default `none`). */
+  flush?: FlushScope;
+  /**
+   * Expire by last reference (ms): while a banned source keeps sending, it stays
+   * blocked until it has been quiet this long, even past the ban's own end.
+   * Only for `drop` and `reject`; enforcers that cannot do it say so at setup.
+   */
+  refreshOnHit?: number;
 }
 
 export interface BanEntry {
@@ -37,6 +50,13 @@ export interface ReconcileResult {
   removed: number;
 }
 
+/** Packets and bytes the firewall stopped for one jail since setup. */
+export interface JailCounters {
+  jail: string;
+  packets: number;
+  bytes: number;
+}
+
 export interface Enforcer {
   readonly name: string;
   /** Creates (or adopts) the firewall objects for these jails. Idempotent. */
@@ -49,4 +69,46 @@ export interface Enforcer {
   reconcile(wanted: readonly BanEntry[]): Promise<ReconcileResult>;
   /** Removes every object the enforcer created (used by `run --flush-on-exit`). */
   teardown(): Promise<void>;
+  /** Dropped/rejected traffic per jail, where the firewall counts it. */
+  counters?(): Promise<JailCounters[]>;
+}
+
+/** Identity of a ban in the firewall: the same target in another jail is another ban. */
+export function banKey(entry: { jail: string; target: string }): string {
+  return `${entry.jail}\u0000${entry.target}`;
+}
+
+/** What reconcile must change so that `current` becomes `wanted` (membership only, not end times). */
+export function reconcilePlan(current: readonly BanEntry[], wanted: readonly BanEntry[]): EnforcerChanges {
+  const have = new Set(current.map(banKey));
+  const want = new Map(wanted.map((w) => [banKey(w), w]));
+  return {
+    ban: [...want.values()].filter((w) => !have.has(banKey(w))),
+    unban: current.filter((c) => !want.has(banKey(c))),
+  };
+}
+
+/**
+ * Jail names become firewall object names (nft sets, ipsets, pf tables), so they
+ * are restricted to what every backend accepts; nothing else ever reaches a rule.
+ */
+export function checkJailName(jail: string, maxLength = 64): void {
+  if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(jail) || jail.length > maxLength) {
+    throw new PortcullisError(
+      `jail name ${JSON.stringify(jail)} cannot name firewall objects: use a letter followed by letters, digits, '_' or '-', at most ${maxLength} characters`,
+      2,
+    );
+  }
+}
+
+/** The network a ban target denotes; rejects anything that is not an address or CIDR, so no other text reaches a firewall. */
+export function banNetwork(entry: { target: string; jail: string }): Network {
+  const net = parseNetwork(entry.target);
+  if (net === null) throw new PortcullisError(`ban target ${JSON.stringify(entry.target)} in jail ${entry.jail} is not an IP address or CIDR`);
+  return net;
+}
+
+/** Seconds until `until` (rounded up), null for permanent, 0 when already over. */
+export function secondsLeft(until: number | null, now: number): number | null {
+  return until === null ? null : Math.max(0, Math.ceil((until - now) / 1000));
 }

@@ -141,7 +141,7 @@ const EMPTY_SESSION = new RegExp(
 /** Queue ids waiting for their `from=` line; a harvest keeps them coming, so old ones are dropped. */
 const MAX_PENDING = 4096;
 
-class SendmailFilter implements Filter {
+export class SendmailFilter implements Filter {
   readonly name = 'sendmail';
   readonly service = 'smtp';
   readonly programs = ['sendmail', 'sm-mta', 'sm-acceptingconnections', 'sm-msp-queue'] as const;

@@ -75,7 +75,7 @@ test('mistakes are reported as file:line:column with what is allowed', () => {
   const [dur] = errorsOf('jails:\n  sshd:\n    findtime: 10 minutes\n');
   assert.match(dur!, /:3:15: jails.sshd.findtime: "10 minutes" is not valid; expected a duration such as 90s, 10m/);
   const [ip] = errorsOf('ignoreip: [192.0.2.0/24, 300.1.1.1]\n');
-  assert.match(ip!, /:1:27: ignoreip\[1\]: "300.1.1.1" is not valid; expected an IPv4 or IPv6 address or CIDR/);
+  assert.match(ip!, /:1:26: ignoreip\[1\]: "300.1.1.1" is not valid; expected an IPv4 or IPv6 address or CIDR/);
   const [en] = errorsOf('enforcer: nftabels\n');
   assert.match(en!, /:1:11: enforcer: "nftabels" is not allowed; use one of auto, nftables, iptables, pf, command, dry-run/);
   const [syntax] = errorsOf('jails:\n  sshd: [\n');

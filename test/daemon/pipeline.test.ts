@@ -1,0 +1,117 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { configFromFiles } from '../../src/config/load.js';
+import type { Decision } from '../../src/core/types.js';
+import { Pipeline } from '../../src/daemon/pipeline.js';
+import { EnvelopeParser } from '../../src/sources/envelope.js';
+
+const NOW = new Date(2024, 5, 15, 12, 0, 0).getTime();
+
+function run(yaml: string, lines: string[], mode: 'replay' | 'live' = 'replay'): { decisions: Decision[]; pipeline: Pipeline } {
+  const config = configFromFiles([{ file: 't.yaml', text: yaml }]);
+  const jails = config.jails.filter((j) => j.enabled);
+  const pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode, origin: 'test', now: () => NOW, includeHostAddresses: false });
+  pipeline.addRoute('r', jails.map((j) => j.name));
+  const parser = new EnvelopeParser({ now: () => NOW });
+  const decisions: Decision[] = [];
+  for (const l of lines) {
+    pipeline.process(parser.parse(l, 'test'), 'r');
+    decisions.push(...pipeline.take().decisions);
+  }
+  return { decisions, pipeline };
+}
+
+const fail = (t: string, addr: string, user = 'root'): string => `Jun 15 ${t} host sshd[1]: Failed password for ${user} from ${addr} port 4242 ssh2`;
+
+test('maxretry failures within findtime ban for bantime on the log\'s own clock', () => {
+  const { decisions } = run('jails:\n  sshd: { maxretry: 3, findtime: 10m, bantime: 1h }\n', [
+    fail('10:00:00', '198.51.100.7'),
+    fail('10:01:00', '198.51.100.7'),
+    fail('10:01:30', '203.0.113.9'),
+    fail('10:02:00', '198.51.100.7'),
+  ]);
+  assert.equal(decisions.length, 1);
+  const d = decisions[0]!;
+  assert.equal(d.action, 'ban');
+  assert.equal(d.target, '198.51.100.7');
+  assert.equal(d.jail, 'sshd');
+  assert.equal(d.time, new Date(2024, 5, 15, 10, 2, 0).getTime());
+  assert.equal(d.until, d.time + 3_600_000);
+  assert.equal(d.evidence!.length, 3);
+  assert.deepEqual(d.ports, [22]);
+});
+
+test('failures spread wider than findtime do not ban', () => {
+  const { decisions } = run('jails:\n  sshd: { maxretry: 3, findtime: 1m }\n', [
+    fail('10:00:00', '198.51.100.7'), fail('10:00:50', '198.51.100.7'), fail('10:01:10', '198.51.100.7'),
+  ]);
+  assert.deepEqual(decisions, []);
+});
+
+test('replay lifts bans when the log clock passes their end; a banned address is not re-banned meanwhile', () => {
+  const { decisions } = run('jails:\n  sshd: { maxretry: 2, bantime: 10m }\n', [
+    fail('10:00:00', '198.51.100.7'), fail('10:00:01', '198.51.100.7'),
+    fail('10:00:02', '198.51.100.7'), fail('10:00:03', '198.51.100.7'),
+    fail('10:20:00', '203.0.113.1'),
+    fail('10:21:00', '198.51.100.7'), fail('10:21:01', '198.51.100.7'),
+  ]);
+  assert.deepEqual(decisions.map((d) => `${d.action} ${d.target}`), ['ban 198.51.100.7', 'unban 198.51.100.7', 'ban 198.51.100.7']);
+  assert.equal(decisions[1]!.time, new Date(2024, 5, 15, 10, 10, 1).getTime());
+});
+
+test('live mode: bans end by the wall clock', () => {
+  const { decisions } = run('jails:\n  sshd: { maxretry: 1, bantime: 1h }\n', [fail('10:00:00', '198.51.100.7')], 'live');
+  assert.equal(decisions[0]!.until, NOW + 3_600_000);
+});
+
+test('ignoreip, global and per jail, and loopback are never banned', () => {
+  const { decisions, pipeline } = run('ignoreip: [198.51.100.0/24]\njails:\n  sshd: { maxretry: 1, ignoreip: ["2001:db8::/32"] }\n', [
+    fail('10:00:00', '198.51.100.7'), fail('10:00:01', '2001:db8::1'), fail('10:00:02', '127.0.0.1'), fail('10:00:03', '::1'), fail('10:00:04', '203.0.113.5'),
+  ]);
+  assert.deepEqual(decisions.map((d) => d.target), ['203.0.113.5']);
+  assert.equal(pipeline.jails.get('sshd')!.stats.ignored, 4);
+});
+
+test('an attacker-written address in the user name is not banned', () => {
+  const { decisions } = run('jails:\n  sshd: { maxretry: 1 }\n', [
+    'Jun 15 10:00:00 host sshd[1]: Invalid user x from 8.8.8.8 port 22 from 198.51.100.66 port 4242',
+    'Jun 15 10:00:01 host sshd[1]: Failed password for invalid user from 8.8.4.4 port 22 from 198.51.100.67 port 4242 ssh2',
+  ]);
+  assert.ok(decisions.every((d) => d.target !== '8.8.8.8' && d.target !== '8.8.4.4'), JSON.stringify(decisions));
+});
+
+test('lines of other programs never reach a filter', () => {
+  const { decisions, pipeline } = run('jails:\n  sshd: { maxretry: 1 }\n', ['Jun 15 10:00:00 host su[1]: Failed password for root from 198.51.100.7 port 4242 ssh2']);
+  assert.deepEqual(decisions, []);
+  assert.equal(pipeline.linesMatched, 0);
+});
+
+test('extra program names route a router\'s OpenVPN lines (seed 000)', () => {
+  const lines = [
+    'Sep 6 12:40:17 vpnserver1[535]: 148.163.126.72:20089 TLS Error: TLS key negotiation failed to occur within 60 seconds (check your network connectivity)',
+    'Sep 6 12:40:17 vpnserver1[535]: 148.163.126.72:20089 TLS Error: TLS handshake failed',
+    'Sep 6 12:40:18 vpnserver1[535]: 148.163.126.72:35987 TLS Error: TLS key negotiation failed to occur within 60 seconds (check your network connectivity)',
+    'Sep 6 12:40:18 vpnserver1[535]: 148.163.126.72:35987 TLS Error: TLS handshake failed',
+    'Sep 6 12:40:19 vpnserver1[535]: 148.163.126.72:55183 TLS: Initial packet from [AF_INET]148.163.126.72:55183 (via [AF_INET]%eth0), sid=6a22eb44 5adb63fe',
+    'Sep 6 12:40:20 vpnserver1[535]: 148.163.126.72:50926 TLS Error: TLS key negotiation failed to occur within 60 seconds (check your network connectivity)',
+  ];
+  const { decisions } = run('jails:\n  sshd: { enabled: false }\n  openvpn: { enabled: true, programs: [vpnserver1], sources: [{ file: /var/log/messages }] }\n', lines);
+  // Each failed handshake counts once (its two error lines are one attempt): the third attempt bans.
+  assert.deepEqual(decisions.map((d) => `${d.action} ${d.target} ${d.jail}`), ['ban 148.163.126.72 openvpn']);
+});
+
+test('manual ban and unban, and restore after a restart', () => {
+  const { pipeline } = run('jails:\n  sshd: { maxretry: 3 }\n', []);
+  pipeline.manualBan('192.0.2.0/24', 'sshd', NOW + 1000, 'manual', 'cli', NOW);
+  assert.equal(pipeline.take().decisions.length, 1);
+  assert.equal(pipeline.manualUnban('192.0.2.0/24', null, 'manual', 'cli', NOW).length, 1);
+  assert.equal(pipeline.manualUnban('192.0.2.0/24', null, 'manual', 'cli', NOW).length, 0);
+  assert.equal(pipeline.take().decisions.length, 1);
+  pipeline.restore([{ target: '198.51.100.1', jail: 'sshd', until: NOW + 5000 }], [
+    { jail: 'sshd', address: '203.0.113.3', time: NOW - 1000, line: 'a' },
+    { jail: 'sshd', address: '203.0.113.3', time: NOW - 500, line: 'b' },
+  ]);
+  assert.equal(pipeline.failing('sshd'), 1);
+  pipeline.expire(NOW + 6000);
+  assert.deepEqual(pipeline.take().decisions.map((d) => `${d.action} ${d.target}`), ['unban 198.51.100.1']);
+});
