@@ -1,10 +1,11 @@
+import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Config } from '../config/load.js';
 import { canonicalTarget } from '../core/address.js';
 import { formatDuration } from '../core/duration.js';
 import { PortcullisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import type { Decision } from '../core/types.js';
+import type { Decision, Event } from '../core/types.js';
 import type { BanEntry } from '../enforcers/enforcer.js';
 import { createEnforcers } from '../enforcers/index.js';
 import type { SourceBatch, SourceStatus } from '../sources/source.js';
@@ -83,8 +84,21 @@ export function banJson(b: BanRecord): BanJson {
   };
 }
 
+/**
+ * What the daemon tells observers (HTTP API, dashboard, metrics, notifiers, fleet):
+ * `decision` after a decision is committed, `event` for every matched line,
+ * `started` and `stopping`.
+ */
+export interface DaemonEvents {
+  decision: [Decision];
+  event: [Event];
+  started: [];
+  stopping: [];
+}
+
 /** The long-running service: sources → pipeline → store → enforcers, plus housekeeping. */
 export class Daemon {
+  readonly events = new EventEmitter<DaemonEvents>();
   readonly store: Store;
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
@@ -100,7 +114,7 @@ export class Daemon {
     this.store = Store.open(config.stateDir);
     const jails = config.jails.filter((j) => j.enabled);
     if (jails.length === 0) log.warn('no jail is enabled: Portcullis watches nothing (enable one in the config, e.g. `jails: { sshd: { enabled: true } }`)');
-    this.pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node });
+    this.pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e) });
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
     this.queue = new EnforcementQueue(assignments, () => this.wantedBans(), log);
     this.sources = buildSources(config, jails, { stdin: options.stdin ?? false, log });
@@ -125,6 +139,7 @@ export class Daemon {
     this.timers.push(setInterval(() => this.tick(), 1000));
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
     this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - maxFindtime - 86_400_000), 3_600_000));
+    this.events.emit('started');
     log.info(`started: ${this.pipeline.jails.size} jail(s) [${[...this.pipeline.jails.keys()].join(', ')}], ${this.sources.length} source(s), state in ${this.store.path}`);
   }
 
@@ -159,6 +174,7 @@ export class Daemon {
     }
     for (const d of out.decisions) this.logDecision(d);
     this.queue.submit(out.decisions);
+    for (const d of out.decisions) this.events.emit('decision', d);
   }
 
   private logDecision(d: Decision): void {
@@ -260,6 +276,7 @@ export class Daemon {
   }
 
   async stop(): Promise<void> {
+    this.events.emit('stopping');
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     for (const { source } of this.sources) await source.stop();

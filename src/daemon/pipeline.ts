@@ -24,6 +24,8 @@ export interface PipelineOptions {
   origin: string;
   /** Treat the host's own addresses as allowlisted (always in live use; tests may turn it off). */
   includeHostAddresses?: boolean;
+  /** Told of every matched line (evidence and health), e.g. for metrics and the dashboard. */
+  onEvent?: (event: Event) => void;
 }
 
 export interface PipelineOutput {
@@ -154,13 +156,14 @@ export class Pipeline {
       const stats = this.filterStats.get(entry.filter.name)!;
       stats.matched++;
       stats.byPattern.set(m.pattern, (stats.byPattern.get(m.pattern) ?? 0) + 1);
+      const event: Event = { time: line.time, service: entry.filter.service, kind: m.kind, address: m.address, user: m.user, filter: entry.filter.name, pattern: m.pattern, line };
+      this.options.onEvent?.(event);
       if (m.kind === 'health' || m.address === null) {
         stats.health++;
         const key = `${entry.filter.name}/${m.pattern}`;
         this.health.set(key, (this.health.get(key) ?? 0) + 1);
         return;
       }
-      const event: Event = { time: line.time, service: entry.filter.service, kind: m.kind, address: m.address, user: m.user, filter: entry.filter.name, pattern: m.pattern, line };
       for (const jail of entry.jails) this.count(jail, event);
       return;
     }
