@@ -31,6 +31,7 @@ export interface Trip {
 export class FailureCounter {
   private readonly tracked = new Map<string, Tracked>();
   private newest = 0;
+  private lastSweep = 0;
 
   constructor(private readonly limits: JailLimits) {}
 
@@ -52,12 +53,11 @@ export class FailureCounter {
     t.lines.push(line);
     if (t.times.length > maxretry) { t.times.shift(); t.lines.shift(); }
     t.last = Math.max(t.last, time);
-    if (t.times.length >= maxretry) {
-      this.expire(this.newest);
-      return { address, evidence: t.lines, failures: t.times.length };
-    }
+    // Sweeping on every failure would rescan the Map's deleted slots each time; a sweep per
+    // 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
+    if (this.newest - this.lastSweep >= findtime / 16) this.expire(this.newest);
+    if (t.times.length >= maxretry) return { address, evidence: t.lines, failures: t.times.length };
     this.tracked.set(address, t);
-    this.expire(this.newest);
     return null;
   }
 
@@ -68,6 +68,7 @@ export class FailureCounter {
 
   /** Removes addresses whose last failure is older than findtime before `now`. */
   expire(now: number): number {
+    this.lastSweep = now;
     const limit = now - this.limits.findtime;
     let removed = 0;
     for (const [address, t] of this.tracked) {

@@ -282,6 +282,7 @@ interface Held {
 }
 
 const PATTERN_IDS = [...new Set([...RULES, ...CONNECTION_RULES].map((r) => r.id))];
+const ANY_NEEDLE = new RegExp(RULES.map((r) => r.needle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
 
 export class SshdFilter implements Filter {
   readonly name = 'sshd';
@@ -290,7 +291,7 @@ export class SshdFilter implements Filter {
   readonly bareLines = false;
   readonly patterns = PATTERN_IDS;
 
-  /** Peer per `host\0pid`, in insertion order so the oldest is dropped first. */
+  /** Peer per `host\0pid`; the oldest are dropped first when the map is full. */
   private readonly peers = new Map<string, { address: string; time: number }>();
   /** Address-less events waiting for their process to name the peer. */
   private readonly held = new Map<string, Held>();
@@ -298,6 +299,8 @@ export class SshdFilter implements Filter {
   match(line: LogLine): FilterMatch | null {
     const message = line.message;
     const key = line.pid === null ? null : `${line.host ?? ''}\0${line.pid}`;
+    // One scan decides whether any rule can apply; most sshd lines (sessions, accepted logins) stop here.
+    if (!ANY_NEEDLE.test(message)) return key === null ? null : this.peerLine(message, key, line.time);
     for (const rule of RULES) {
       const m = run(rule, message);
       if (m === null) continue;
@@ -313,40 +316,51 @@ export class SshdFilter implements Filter {
       return { kind, address, user: m.groups!.user ?? null, pattern: rule.id };
     }
     if (key === null) return null;
+    return this.peerLine(message, key, line.time);
+  }
+
+  /** Lines that name no peer themselves, or only tell which peer a process serves. */
+  private peerLine(message: string, key: string, time: number): FilterMatch | null {
     for (const rule of CONNECTION_RULES) {
       if (run(rule, message) === null) continue;
       const kind = rule.kind as EventKind;
       const peer = this.peers.get(key);
-      if (peer !== undefined && line.time - peer.time <= CONNECTION_TTL_MS) return { kind, address: peer.address, user: null, pattern: rule.id };
-      this.hold(key, { kind, pattern: rule.id, time: line.time });
+      if (peer !== undefined && time - peer.time <= CONNECTION_TTL_MS) return { kind, address: peer.address, user: null, pattern: rule.id };
+      this.hold(key, { kind, pattern: rule.id, time: time });
       return null;
     }
     if (message.startsWith('Connection from ') || message.startsWith('SSH: Server;')) {
       const m = (message.charCodeAt(0) === 67 /* C */ ? CONNECTION_FROM : AUDIT_REMOTE).exec(message);
       const address = m === null ? null : canonicalAddress(m.groups!.addr!);
-      if (address !== null) this.remember(key, address, line.time);
+      if (address !== null) this.remember(key, address, time);
       return null;
     }
     if (message.startsWith('Connection ') && this.held.size > 0) {
       const m = CONNECTION_END.exec(message);
       const address = m === null ? null : canonicalAddress(m.groups!.addr!);
       if (address === null) return null;
-      const held = this.takeHeld(key, line.time);
+      const held = this.takeHeld(key, time);
       if (held !== null) return { kind: held.kind, address, user: null, pattern: held.pattern };
     }
     return null;
   }
 
   private remember(key: string, address: string, time: number): void {
-    this.peers.delete(key);
-    this.peers.set(key, { address, time });
-    if (this.peers.size > MAX_CONNECTIONS) this.peers.delete(this.peers.keys().next().value!);
+    const peer = this.peers.get(key);
+    // Updated in place: re-inserting on every line would leave the Map's front full of
+    // deleted slots that each eviction scan has to skip.
+    if (peer !== undefined) {
+      peer.address = address;
+      peer.time = time;
+    } else {
+      this.peers.set(key, { address, time });
+      if (this.peers.size > MAX_CONNECTIONS) evict(this.peers, time);
+    }
   }
 
   private hold(key: string, held: Held): void {
-    this.held.delete(key);
     this.held.set(key, held);
-    if (this.held.size > MAX_CONNECTIONS) this.held.delete(this.held.keys().next().value!);
+    if (this.held.size > MAX_CONNECTIONS) evict(this.held, held.time);
   }
 
   private takeHeld(key: string, time: number): Held | null {
@@ -354,6 +368,21 @@ export class SshdFilter implements Filter {
     if (held === undefined) return null;
     this.held.delete(key);
     return time - held.time <= CONNECTION_TTL_MS ? held : null;
+  }
+}
+
+/**
+ * Makes room in a per-process map in one sweep (amortised O(1) per insert):
+ * first everything older than the connection TTL, then, if the map is still
+ * full of live entries, the older half by insertion order.
+ */
+function evict(map: Map<string, { time: number }>, now: number): void {
+  for (const [k, v] of map) if (now - v.time > CONNECTION_TTL_MS) map.delete(k);
+  if (map.size <= MAX_CONNECTIONS * 0.9) return;
+  let drop = map.size - MAX_CONNECTIONS / 2;
+  for (const k of map.keys()) {
+    if (drop-- <= 0) break;
+    map.delete(k);
   }
 }
 
