@@ -188,6 +188,21 @@ export class Daemon {
   private tick(): void {
     this.pipeline.expire(Date.now());
     this.commitAndEnforce();
+    this.reportSourceProblems();
+  }
+
+  private readonly sourceErrors = new Map<string, string | null>();
+
+  /** Logs a source's problem once when it appears (journalctl missing, unreadable file) and when it clears. */
+  private reportSourceProblems(): void {
+    for (const { source } of this.sources) {
+      const error = source.status().error;
+      const before = this.sourceErrors.get(source.id) ?? null;
+      if (error === before) continue;
+      this.sourceErrors.set(source.id, error);
+      if (error) this.options.log.warn(`source ${source.id}: ${error}`);
+      else this.options.log.info(`source ${source.id}: working again`);
+    }
   }
 
   private wantedBans(): BanEntry[] {
