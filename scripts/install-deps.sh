@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 runtime="nftables"
 tests="nftables iptables ipset iproute2 conntrack openssh-server openssh-client sshpass openvpn redis-server
-chromium fail2ban sshguard dnsmasq-base systemd-journal-remote util-linux procps python3 make g++"
+chromium fail2ban sshguard dnsmasq-base systemd-journal-remote util-linux bsdutils openssl procps python3 make g++"
 if [ "${1:-}" = "--runtime" ]; then wanted=$runtime; else wanted=$tests; fi
 
 missing=""

@@ -1,4 +1,5 @@
 import type { Explanation, StatusReport } from '../daemon/daemon.js';
+import type { DefenceExplanation, DefenceStatus } from '../daemon/pipeline.js';
 
 /** Text renderings of control answers for a terminal. */
 
@@ -31,11 +32,40 @@ export function formatStatus(r: StatusReport, oneJail: boolean): string {
       if (s.items.length === 0) out.push(`|       ${s.id}: ${s.error ?? 'no items'}`);
       else if (s.error) out.push(`|       ! ${s.error}`);
     }
-    out.push(`\`- Actions`);
-    out.push(`   |- Currently banned: ${j.bannedNow}`);
-    out.push(`   \`- Total banned:     ${j.bannedTotal}`);
+    out.push(`${j.defences ? '|' : '`'}- Actions`);
+    const bar = j.defences ? '|' : ' ';
+    out.push(`${bar}  |- Currently banned: ${j.bannedNow}`);
+    out.push(`${bar}  \`- Total banned:     ${j.bannedTotal}`);
+    if (j.defences) {
+      out.push('`- Defences');
+      const lines = defenceLines(j.defences);
+      lines.forEach((l, i) => out.push(`   ${i === lines.length - 1 ? '`' : '|'}- ${l}`));
+    }
   }
   return `${out.join('\n')}\n`;
+}
+
+/** One line per defence, also for those that are off (so the admin knows they exist). */
+function defenceLines(d: DefenceStatus): string[] {
+  const out = [`Ban time: ${d.bantime}`];
+  const e = d.escalation;
+  out.push(e
+    ? `Netblock escalation: ${e.steps.join('; then ')}; ${e.bannedNow} prefix ban(s) now, ${e.escalations} escalation(s), ${e.conflicts} refused as covering an allowlisted address${e.lastConflict ? ` (last: ${e.lastConflict})` : ''}`
+    : 'Netblock escalation: off (escalate:)');
+  const s = d.siege;
+  out.push(s
+    ? `Siege: ${s.active ? `ON since ${iso(s.since)}${s.leavesAt !== null ? `, leaving at ${iso(s.leavesAt)} if it stays calm` : ''} (${s.during})` : 'off'}; last minute: ${s.rate} failure(s) from ${s.sources} address(es); enters at ${s.enter}, leaves ${s.leave}; entered ${s.entered} time(s)`
+    : 'Siege: off (siege:)');
+  const l = d.slow;
+  out.push(l
+    ? `Slow brute force: ${l.maxretry} failures within ${l.window}; spray: ${l.spray ?? 'off'}; tracking ${l.addresses} address(es), ${l.users} user name(s) (${l.sprayedUsers} sprayed); ${l.slowBans} slow and ${l.sprayBans} spray ban(s)`
+    : 'Slow brute force: off (slow:)');
+  if (d.recidive) out.push(`Recidive: ${d.recidive.rule}; counting ${d.recidive.counting} address(es)`);
+  return out;
+}
+
+function iso(ms: number | null): string {
+  return ms === null ? '?' : new Date(ms).toISOString();
 }
 
 export function formatBanned(bans: Array<Record<string, unknown>>): string {
@@ -54,10 +84,30 @@ export function formatExplanation(e: Explanation): string {
     if (j.allowlistedBy) out.push(`allowed in ${j.jail}: matches allowlist entry ${j.allowlistedBy}`);
     else if (!j.banned && j.failing) out.push(`${j.jail}: ${j.failing} of ${j.maxretry} failures counted in the current window`);
   }
+  const defences = (e.defences ?? []).flatMap((d) => defenceExplanation(d, e.banCount));
+  out.push(...defences);
   if (e.history.length) {
     out.push('Earlier bans:');
     for (const b of e.history) out.push(`  ${b.time} ${b.jail}: ${b.reason}; lifted ${b.liftedAt ?? '?'} (${b.liftReason ?? ''})`);
   }
-  if (e.bans.length === 0 && e.jails.every((j) => !j.allowlistedBy && !j.failing)) out.push('not banned, no failures counted, not allowlisted');
+  if (e.bans.length === 0 && defences.length === 0 && e.jails.every((j) => !j.allowlistedBy && !j.failing)) out.push('not banned, no failures counted, not allowlisted');
   return `${out.join('\n')}\n`;
+}
+
+function defenceExplanation(d: DefenceExplanation, banCount: number): string[] {
+  const out: string[] = [];
+  const at = `${d.jail}:`;
+  if (d.coveredBy) out.push(`${at} banned with its netblock ${d.coveredBy}`);
+  for (const [i, step] of d.escalation.entries()) {
+    if (step.prefixBanned) continue;
+    if (step.banned.length) out.push(`${at} escalation step ${i + 1}: ${step.banned.length} of ${step.threshold} bans within ${step.window} in ${step.prefix} (${step.banned.join(', ')})`);
+  }
+  if (d.previousBans > 0 || banCount > 0) out.push(`${at} repeat offender: ${d.previousBans} earlier ban(s) counted; the next ban would last ${d.nextBantime}`);
+  if (d.siege) out.push(`${at} ${d.siege}`);
+  const l = d.longWindow;
+  if (l && l.failures) {
+    out.push(`${at} long window: ${l.failures} of ${l.maxretry} failures within ${l.window}${l.sprayedUser !== null ? `; tried the sprayed user name ${JSON.stringify(l.sprayedUser)} (banned at ${l.sprayMaxretry} failure(s))` : ''}`);
+  }
+  if (d.recidiveBans) out.push(`${at} ${d.recidiveBans} ban(s) counted towards a recidive ban`);
+  return out;
 }

@@ -9,7 +9,13 @@ import { createLogger } from '../core/log.js';
 import type { Decision } from '../core/types.js';
 import { callDaemon } from '../control/client.js';
 import { ControlServer } from '../control/server.js';
+import { HttpServer } from '../control/http.js';
+import { EmailNotifier } from '../notifiers/email.js';
+import { closeNotifiers, connectNotifiers, type Notifier } from '../notifiers/notifier.js';
+import { WebhookNotifier } from '../notifiers/webhook.js';
 import { banJson, Daemon, type Explanation, type StatusReport } from '../daemon/daemon.js';
+import { firewallSpec } from '../enforcers/index.js';
+import { pfRules } from '../enforcers/pf.js';
 import { replay } from './replay.js';
 import { resolveFilter, testFilter } from './test-filter.js';
 import { formatBanned, formatExplanation, formatStatus } from './format.js';
@@ -41,7 +47,14 @@ program
     if (config.files.length === 0) log.info(`no ${opts.config}: running on the embedded defaults (sshd jail)`);
     const daemon = new Daemon(config, { log, dryRun: opts.dryRun ?? false, stdin: opts.stdin ?? false, flushOnExit: opts.flushOnExit ?? false });
     const control = new ControlServer(config.controlSocket, (req) => handleControl(daemon, req.cmd, req.args ?? {}), log);
+    const http = new HttpServer(daemon, config, log);
+    const notifiers: Notifier[] = [
+      ...(config.notify.email ? [new EmailNotifier(config.notify.email, log)] : []),
+      ...config.notify.webhooks.map((w) => new WebhookNotifier(w, log)),
+    ];
+    connectNotifiers(daemon, notifiers);
     await control.listen();
+    await http.listen();
     await daemon.start();
     log.info(`control socket ${config.controlSocket}`);
     await new Promise<void>((resolve) => {
@@ -50,7 +63,7 @@ program
         if (stopping) return;
         stopping = true;
         log.info(`${signal}: stopping`);
-        void control.close().then(() => daemon.stop()).then(resolve);
+        void control.close().then(() => http.close()).then(() => daemon.stop()).then(() => closeNotifiers(notifiers, log)).then(resolve);
       };
       process.on('SIGTERM', () => stop('SIGTERM'));
       process.on('SIGINT', () => stop('SIGINT'));
@@ -93,6 +106,15 @@ program
     const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
     const enabled = config.jails.filter((j) => j.enabled);
     process.stdout.write(`${config.files.length ? config.files.join(', ') : 'embedded defaults'}: OK — ${enabled.length} jail(s) enabled: ${enabled.map((j) => j.name).join(', ') || 'none'}\n`);
+  });
+
+program
+  .command('print-pf-rules')
+  .description('print the pf.conf lines (a table and a block rule per enabled jail) that the pf enforcer fills')
+  .addOption(configOption())
+  .action((opts: { config: string }) => {
+    const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
+    process.stdout.write(pfRules(config.jails.filter((j) => j.enabled).map(firewallSpec)));
   });
 
 program
@@ -221,6 +243,7 @@ program
     };
     const summary = await replay(config, files, {
       onDecision: (d) => emit(opts.json ? JSON.stringify(decisionJson(d)) : formatDecision(d)),
+      onNotice: (m) => process.stderr.write(`portcullis: ${m}\n`),
       ...(bar ? { onProgress: (bytes: number) => { if (bytes - before > 1e6) { before = bytes; bar.update(Math.floor(bytes / 1e6)); } } } : {}),
     });
     bar?.stop();

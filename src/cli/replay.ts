@@ -3,6 +3,7 @@ import type { Decision, LogLine } from '../core/types.js';
 import { EnvelopeParser } from '../sources/envelope.js';
 import { Pipeline } from '../daemon/pipeline.js';
 import { readLines } from '../sources/read-lines.js';
+import { AllowlistResolver } from '../policy/allowlist.js';
 
 /**
  * `replay`: the whole pipeline over existing logs at full speed, on the lines'
@@ -20,10 +21,21 @@ export interface ReplaySummary {
 export async function replay(
   config: Config,
   inputs: string[],
-  options: { onDecision: (d: Decision) => void; onProgress?: (bytes: number) => void; now?: () => number; includeHostAddresses?: boolean },
+  options: {
+    onDecision: (d: Decision) => void; onProgress?: (bytes: number) => void; now?: () => number; includeHostAddresses?: boolean;
+    /** Told what the admin should know that is not a decision (a netblock not banned because it covers an allowlisted address). */
+    onNotice?: (message: string) => void;
+  },
 ): Promise<ReplaySummary> {
   const jails = config.jails.filter((j) => j.enabled);
-  const pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'replay', origin: 'replay', includeHostAddresses: options.includeHostAddresses ?? true });
+  // Allowlist names and files are resolved once, as they are now: replay shows what today's allowlist would have let in.
+  const allowlistResolver = new AllowlistResolver({ ...(config.dns?.servers.length ? { servers: config.dns.servers, dnsTimeoutMs: config.dns.timeoutMs } : {}) });
+  const pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'replay', origin: 'replay', includeHostAddresses: options.includeHostAddresses ?? true,
+    ...(options.onNotice ? { onNotice: options.onNotice } : {}),
+    allowlist: config.allowlist ?? [], allowlistResolver,
+  });
+  await allowlistResolver.start();
+  allowlistResolver.stop();
   pipeline.addRoute('replay', jails.map((j) => j.name));
   const parser = new EnvelopeParser(options.now ? { now: options.now } : {});
   const started = process.hrtime.bigint();

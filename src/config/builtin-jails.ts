@@ -12,7 +12,13 @@ export interface BuiltinJail {
   /** Enabled when the user's config does not say otherwise. */
   enabled: boolean;
   maxretry?: number;
+  /** Preferred over `defaults:` (the recidive jail counts over a day, not the services' minutes). */
+  findtime?: string;
+  bantime?: string;
 }
+
+/** The native repeat-offender jail: it reads no logs, it counts the other jails' bans (see the pipeline). */
+export const RECIDIVE_JAIL = 'recidive';
 
 const MAIL_LOG = '/var/log/mail.log';
 const SMTP_PORTS = [25, 465, 587];
@@ -89,6 +95,17 @@ export const BUILTIN_JAILS: Record<string, BuiltinJail> = {
     ports: [80, 443],
     protocol: 'tcp',
     enabled: false,
+  },
+  // Banned `maxretry` times within `findtime` in any other jail → banned on every port for `bantime`.
+  [RECIDIVE_JAIL]: {
+    filters: [],
+    sources: [],
+    ports: null,
+    protocol: 'all',
+    enabled: false,
+    maxretry: 5,
+    findtime: '1d',
+    bantime: '1w',
   },
 };
 

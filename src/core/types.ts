@@ -22,6 +22,11 @@ export interface LogLine {
   source: string;
   /** 1-based line number within its source when known (replay, test-filter). */
   lineNo?: number;
+  /**
+   * Network address of the host that sent the line (syslog receiver), canonical form. Unlike `host`,
+   * which the sender writes itself, this is the peer the receiver saw (and allowlisted).
+   */
+  sender?: string;
 }
 
 export type EvidenceKind = 'auth-failure' | 'invalid-user' | 'probe' | 'protocol-abuse' | 'flood';
@@ -46,7 +51,7 @@ export type DecisionAction = 'ban' | 'unban' | 'throttle' | 'siege-on' | 'siege-
 
 export interface Decision {
   action: DecisionAction;
-  /** Canonical address or CIDR. */
+  /** Canonical address or CIDR; `*` for siege-on/siege-off (every source not allowlisted). */
   target: string;
   jail: string;
   /** Milliseconds since the epoch. */
@@ -61,4 +66,10 @@ export interface Decision {
   /** Ports and protocol the ban applies to; absent means all. */
   ports?: number[];
   protocol?: 'tcp' | 'udp' | 'all';
+  /**
+   * For `siege-on`: while the siege lasts, new connections to `ports` from sources not
+   * allowlisted are limited to `rateLimit` (e.g. `10/minute`, all such sources together),
+   * or refused altogether when `allowlistOnly`. `siege-off` removes both.
+   */
+  siege?: { rateLimit: string; allowlistOnly: boolean };
 }

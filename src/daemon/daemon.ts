@@ -1,18 +1,21 @@
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Config } from '../config/load.js';
-import { canonicalTarget } from '../core/address.js';
+import { canonicalTarget, networkCovers, parseNetwork } from '../core/address.js';
 import { formatDuration } from '../core/duration.js';
 import { PortcullisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Decision, Event } from '../core/types.js';
 import type { BanEntry } from '../enforcers/enforcer.js';
 import { createEnforcers } from '../enforcers/index.js';
-import type { SourceBatch, SourceStatus } from '../sources/source.js';
+import { Fleet, type FleetStatus } from '../fleet/fleet.js';
+import type { Checkpoint, SourceBatch, SourceStatus } from '../sources/source.js';
 import { Store, type BanRecord, type StateChanges } from '../state/store.js';
 import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
-import { Pipeline } from './pipeline.js';
+import { Pipeline, type DefenceExplanation, type DefenceStatus } from './pipeline.js';
 import { buildSources, type RoutedSource } from './sources.js';
+import { KernelDefences, type AllowlistStatus } from './kernel-defences.js';
+import type { KernelBan } from '../enforcers/nftables-limits.js';
 
 export interface DaemonOptions {
   log: Logger;
@@ -40,6 +43,8 @@ export interface JailStatus {
   bannedNow: number;
   bannedTotal: number;
   sources: SourceStatus[];
+  /** Escalation, repeat offenders, siege, slow/spray, recidive. */
+  defences?: DefenceStatus | null;
 }
 
 export interface StatusReport {
@@ -54,6 +59,10 @@ export interface StatusReport {
   enforcers: EnforcerHealth[];
   health: Record<string, number>;
   errors: string[];
+  /** Sharing with other nodes through Redis; absent when no `fleet:` is configured. */
+  fleet?: FleetStatus;
+  /** Allowlist entries resolved from DNS and files: how many networks each gave, problems (SPF permerror…). */
+  allowlist?: AllowlistStatus;
 }
 
 export interface Explanation {
@@ -62,6 +71,8 @@ export interface Explanation {
   history: BanJson[];
   jails: Array<{ jail: string; allowlistedBy: string | null; failing: number; maxretry: number; banned: boolean }>;
   banCount: number;
+  /** Per jail: escalation steps, repeat-offender count and next bantime, siege state, long-window evidence. */
+  defences?: DefenceExplanation[];
 }
 
 export interface BanJson {
@@ -103,7 +114,13 @@ export class Daemon {
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
   private readonly sources: RoutedSource[];
-  private readonly node = hostname();
+  /** This node's name: `fleet.node`, or the host name. */
+  private readonly node: string;
+  /** Decisions made by other nodes (or fleet-wide counting), which the fleet must not publish again. */
+  private readonly remoteDecisions = new WeakSet<Decision>();
+  readonly fleet: Fleet | null;
+  /** Allowlist resolution, kernel-made bans (connection limits) and siege rules. */
+  private readonly kernel: KernelDefences;
   private readonly startedAt = Date.now();
   private timers: NodeJS.Timeout[] = [];
   private readonly errors: string[] = [];
@@ -111,13 +128,22 @@ export class Daemon {
 
   constructor(private readonly config: Config, private readonly options: DaemonOptions) {
     const log = options.log;
+    this.node = config.fleet?.node ?? hostname();
     this.store = Store.open(config.stateDir);
     const jails = config.jails.filter((j) => j.enabled);
     if (jails.length === 0) log.warn('no jail is enabled: Portcullis watches nothing (enable one in the config, e.g. `jails: { sshd: { enabled: true } }`)');
-    this.pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e) });
+    this.kernel = new KernelDefences(config, () => this.pipeline, (ban, reason) => this.recordKernelBan(ban, reason), log);
+    this.pipeline = new Pipeline({
+      allowlist: config.allowlist ?? [], allowlistResolver: this.kernel.resolver,
+      jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e),
+      banCounts: (target, jail) => this.store.banCount(target, jail), onNotice: (m) => log.warn(m),
+    });
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
+    this.kernel.useEnforcers(jails, assignments);
+    this.events.on('decision', (d) => this.kernel.onDecision(d));
     this.queue = new EnforcementQueue(assignments, () => this.wantedBans(), log);
     this.sources = buildSources(config, jails, { stdin: options.stdin ?? false, log });
+    this.fleet = config.fleet ? new Fleet(config.fleet, this, log) : null;
   }
 
   async start(): Promise<void> {
@@ -130,15 +156,20 @@ export class Daemon {
       this.store.commit({ unbans: expired.map((b) => ({ jail: b.jail, target: b.target, time: now, reason: 'bantime expired while the daemon was stopped' })) });
       log.info(`lifted ${expired.length} ban(s) that expired while the daemon was stopped`);
     }
-    const maxFindtime = Math.max(0, ...this.config.jails.map((j) => j.findtime));
-    this.pipeline.restore(active.filter((b) => b.until === null || b.until > now), this.store.failuresSince(now - maxFindtime - 86_400_000));
+    // Pending failures are kept for the longest window that counts them (long-window detection: days), plus a day.
+    const retention = this.pipeline.retention();
+    const keepFailures = retention.failures + 86_400_000;
+    this.pipeline.restore(active.filter((b) => b.until === null || b.until > now), this.store.failuresSince(now - keepFailures), retention.history ? this.store.bansSince(now - retention.history) : []);
+    await this.kernel.resolveAllowlists();
     await this.queue.start();
+    await this.kernel.start().catch((e: Error) => log.error(`kernel defences (allowlist sets, connection limits, siege): ${e.message}`));
     for (const routed of this.sources) {
       await routed.source.start((batch) => this.onBatch(batch, routed), this.store);
     }
     this.timers.push(setInterval(() => this.tick(), 1000));
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
-    this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - maxFindtime - 86_400_000), 3_600_000));
+    this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - keepFailures), 3_600_000));
+    this.fleet?.start();
     this.events.emit('started');
     log.info(`started: ${this.pipeline.jails.size} jail(s) [${[...this.pipeline.jails.keys()].join(', ')}], ${this.sources.length} source(s), state in ${this.store.path}`);
   }
@@ -182,6 +213,8 @@ export class Daemon {
       this.options.log.info(`[${d.jail}] ban ${d.target} for ${d.until === null ? 'ever' : formatDuration(Math.round((d.until - Date.now()) / 1000) * 1000)}: ${d.reason}`);
     } else if (d.action === 'unban') {
       this.options.log.info(`[${d.jail}] unban ${d.target}: ${d.reason}`);
+    } else if (d.action === 'siege-on' || d.action === 'siege-off') {
+      this.options.log.warn(`[${d.jail}] ${d.action === 'siege-on' ? 'SIEGE: entering siege mode' : 'siege mode left'}: ${d.reason}`);
     }
   }
 
@@ -245,6 +278,9 @@ export class Daemon {
     const address = canonicalTarget(addressText);
     if (address === null) throw new PortcullisError(`"${addressText}" is not an IPv4/IPv6 address or CIDR`, 2);
     const history = this.store.history({ target: address, limit: 20 });
+    // A prefix ban (netblock escalation, or a manual CIDR ban) that covers the address bans it too.
+    const net = parseNetwork(address)!;
+    const covering = this.store.activeBans().filter((b) => b.target !== address && b.target.includes('/') && networkCovers(parseNetwork(b.target)!, net));
     const jails = [...this.pipeline.jails.values()].map((j) => ({
       jail: j.config.name,
       allowlistedBy: j.allowlist.match(address),
@@ -254,10 +290,11 @@ export class Daemon {
     }));
     return {
       address,
-      bans: history.filter((b) => b.active).map(banJson),
+      bans: [...history.filter((b) => b.active), ...covering].map(banJson),
       history: history.filter((b) => !b.active).map(banJson),
       jails,
       banCount: this.store.banCount(address),
+      defences: this.pipeline.explainDefences(address),
     };
   }
 
@@ -273,6 +310,7 @@ export class Daemon {
         failing: this.pipeline.failing(name), failuresTotal: j.stats.failures, ignoredTotal: j.stats.ignored,
         bannedNow: active.filter((b) => b.jail === name).length, bannedTotal: totals.get(name) ?? 0,
         sources: this.sources.filter((s) => s.jails.includes(name)).map((s) => s.source.status()),
+        defences: this.pipeline.defenceStatus(name),
       });
     }
     const errors = [...this.errors];
@@ -282,7 +320,47 @@ export class Daemon {
       node: this.node, pid: process.pid, startedAt: new Date(this.startedAt).toISOString(), config: this.config.files, stateDb: this.store.path,
       linesRead: this.pipeline.linesProcessed, linesMatched: this.pipeline.linesMatched, jails, enforcers: this.queue.health(),
       health: Object.fromEntries(this.pipeline.health), errors,
+      ...(this.fleet ? { fleet: this.fleet.status() } : {}),
+      allowlist: this.kernel.status(),
     };
+  }
+
+  /** Packets and bytes the firewall stopped per jail (enforcers that count: nftables). */
+  enforcerCounters(): ReturnType<EnforcementQueue['counters']> {
+    return this.queue.counters();
+  }
+
+  /**
+   * Commits and enforces decisions made elsewhere (another node of the fleet, fleet-wide
+   * counting) like local ones, but marked so that `isRemote` is true for them and the fleet
+   * does not publish them back. `checkpoint` (the fleet's stream position) is committed with them.
+   */
+  applyRemote(decisions: readonly Decision[], checkpoint?: Checkpoint): Decision[] {
+    // What local detection decided before stays local (and is published as such).
+    this.commitAndEnforce();
+    const made: Decision[] = [];
+    for (const d of decisions) {
+      if (d.action === 'ban') {
+        const ban = this.pipeline.manualBan(d.target, d.jail, d.until, d.reason, d.origin, d.time);
+        if (d.evidence) ban.evidence = d.evidence;
+        made.push(ban);
+      } else if (d.action === 'unban') {
+        made.push(...this.pipeline.manualUnban(d.target, d.jail, d.reason, d.origin, d.time));
+      }
+    }
+    for (const d of made) this.remoteDecisions.add(d);
+    this.commitAndEnforce(checkpoint ? { checkpoints: [checkpoint] } : {});
+    return made;
+  }
+
+  isRemote(decision: Decision): boolean {
+    return this.remoteDecisions.has(decision);
+  }
+
+  /** A ban the kernel made by itself (connection limits): recorded, enforced (flush), notified like any other. */
+  private recordKernelBan(ban: KernelBan, reason: string): void {
+    this.pipeline.manualBan(ban.target, ban.jail, ban.until, reason, 'kernel');
+    this.commitAndEnforce();
   }
 
   /** Resolves when every queued decision has reached the enforcers (tests, shutdown). */
@@ -295,6 +373,8 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     for (const { source } of this.sources) await source.stop();
+    await this.fleet?.stop();
+    await this.kernel.stop();
     this.commitAndEnforce();
     await this.queue.stop({ teardown: this.options.flushOnExit ?? false });
     this.store.close();

@@ -1,6 +1,6 @@
 import type { Decision } from '../core/types.js';
 import type { Logger } from '../core/log.js';
-import type { BanEntry, Enforcer, JailFirewallSpec } from '../enforcers/enforcer.js';
+import type { BanEntry, Enforcer, JailCounters, JailFirewallSpec } from '../enforcers/enforcer.js';
 
 /**
  * Hands decisions to the enforcers in batches, one worker per enforcer, so
@@ -16,6 +16,8 @@ export interface EnforcerHealth {
   ready: boolean;
   pending: number;
   applied: number;
+  /** Failures since start (each retry that fails counts). */
+  errors: number;
   lastError: string | null;
   lastErrorAt: number | null;
 }
@@ -28,6 +30,7 @@ interface Slot {
   ready: boolean;
   busy: boolean;
   applied: number;
+  errors: number;
   lastError: string | null;
   lastErrorAt: number | null;
   retryDelay: number;
@@ -46,7 +49,7 @@ export class EnforcementQueue {
     private readonly log: Logger,
   ) {
     for (const a of assignments) {
-      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null };
+      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null };
       this.slots.push(slot);
       for (const j of a.jails) {
         const list = this.byJail.get(j.jail) ?? [];
@@ -118,6 +121,7 @@ export class EnforcementQueue {
 
   private fail(slot: Slot, e: Error): void {
     slot.ready = false;
+    slot.errors++;
     slot.lastError = e.message;
     slot.lastErrorAt = Date.now();
     this.log.error(`${slot.enforcer.name}: ${e.message} — bans are kept in the database; retrying in ${Math.round(slot.retryDelay / 1000)}s`);
@@ -164,7 +168,21 @@ export class EnforcementQueue {
   }
 
   health(): EnforcerHealth[] {
-    return this.slots.map((s) => ({ name: s.enforcer.name, ready: s.ready, pending: s.pending.size, applied: s.applied, lastError: s.lastError, lastErrorAt: s.lastErrorAt }));
+    return this.slots.map((s) => ({ name: s.enforcer.name, ready: s.ready, pending: s.pending.size, applied: s.applied, errors: s.errors, lastError: s.lastError, lastErrorAt: s.lastErrorAt }));
+  }
+
+  /** Traffic stopped per jail, from the enforcers that count it (nftables); a failing one is left out. */
+  async counters(): Promise<Array<JailCounters & { enforcer: string }>> {
+    const out: Array<JailCounters & { enforcer: string }> = [];
+    for (const s of this.slots) {
+      if (!s.ready || !s.enforcer.counters) continue;
+      try {
+        for (const c of await s.enforcer.counters()) out.push({ ...c, enforcer: s.enforcer.name });
+      } catch (e) {
+        this.log.debug(`${s.enforcer.name}: cannot read counters: ${(e as Error).message}`);
+      }
+    }
+    return out;
   }
 
   async stop(options: { teardown: boolean }): Promise<void> {

@@ -1,11 +1,16 @@
-import type { Network } from '../core/address.js';
+import { addressFamily, parseNetwork, prefixOf, type Network } from '../core/address.js';
 import { formatDuration } from '../core/duration.js';
 import type { Decision, Event, LogLine } from '../core/types.js';
+import { RECIDIVE_JAIL } from '../config/builtin-jails.js';
 import type { JailConfig } from '../config/load.js';
-import { FailureCounter } from '../detectors/jail.js';
+import { EscalationDetector, type Escalation } from '../detectors/escalation.js';
+import { FailureCounter, type JailLimits } from '../detectors/jail.js';
+import { SiegeDetector, type SiegeTransition } from '../detectors/siege.js';
+import { LongWindowDetector, type LongWindowTrip } from '../detectors/spray.js';
 import { programMatches, type Filter } from '../filters/filter.js';
 import { createFilter } from '../filters/index.js';
-import { Allowlist } from '../policy/allowlist.js';
+import { Allowlist, type AllowlistEntry, type AllowlistResolver } from '../policy/allowlist.js';
+import { ALL_JAILS, BanCounts, describeGrowth, grownBantime } from '../policy/bantime.js';
 import type { FailureRow } from '../state/store.js';
 
 /**
@@ -13,6 +18,12 @@ import type { FailureRow } from '../state/store.js';
  * per-jail counters → allowlist policy → decisions. It is synchronous and
  * keeps no I/O: callers feed lines, then take the decisions and state changes
  * the lines caused and commit/enforce them.
+ *
+ * Beyond per-address counting, each jail may have: a siege detector (fed every
+ * non-allowlisted failure), a long-window detector for slow and sprayed brute
+ * force (fed the failures that did not ban), netblock escalation and ban-time
+ * growth (fed bans only), and the recidive jail is fed every other jail's bans.
+ * A disabled defence costs one null check per failure; nothing runs per line.
  */
 
 export interface PipelineOptions {
@@ -26,6 +37,14 @@ export interface PipelineOptions {
   includeHostAddresses?: boolean;
   /** Told of every matched line (evidence and health), e.g. for metrics and the dashboard. */
   onEvent?: (event: Event) => void;
+  /** Earlier ban counts (the store's ban_counts), so repeat offenders stay repeat offenders across restarts. */
+  banCounts?: (target: string, jail: string) => number;
+  /** Things the admin should know that are not decisions (a prefix not banned because it covers an allowlisted address). */
+  onNotice?: (message: string) => void;
+  /** Global `allowlist:` entries (each jail adds its own). */
+  allowlist?: readonly AllowlistEntry[];
+  /** Resolves the host:, spf: and file: entries; without one they allow nothing. */
+  allowlistResolver?: AllowlistResolver;
 }
 
 export interface PipelineOutput {
@@ -38,6 +57,13 @@ export interface JailStats {
   failures: number;
   ignored: number;
   bans: number;
+  /** Prefix bans made by netblock escalation. */
+  escalations: number;
+  /** Prefixes not banned because they cover an allowlisted address. */
+  conflicts: number;
+  lastConflict: string | null;
+  slowBans: number;
+  sprayBans: number;
 }
 
 export interface FilterStats {
@@ -48,10 +74,18 @@ export interface FilterStats {
 
 interface JailRuntime {
   config: JailConfig;
+  /** The counter's limits; a siege lowers maxretry while it lasts. */
+  limits: JailLimits;
   counter: FailureCounter;
   allowlist: Allowlist;
   active: Map<string, number | null>;
   stats: JailStats;
+  escalation: EscalationDetector | null;
+  /** Active prefix bans per family: prefix length → prefixes, to pass over lines of addresses they cover. */
+  prefixBans: { 4: Map<number, Set<string>>; 6: Map<number, Set<string>> };
+  prefixBanCount: number;
+  siege: SiegeDetector | null;
+  longWindow: LongWindowDetector | null;
 }
 
 /** Filters that see a line of a given program, each with the jails fed by it. */
@@ -66,6 +100,34 @@ interface Route {
   bare: DispatchEntry[];
 }
 
+/** What `status` shows about a jail's defences beyond per-address counting. */
+export interface DefenceStatus {
+  bantime: string;
+  escalation: { steps: string[]; bannedNow: number; escalations: number; conflicts: number; lastConflict: string | null; tracking: number } | null;
+  siege: {
+    active: boolean; since: number | null; leavesAt: number | null; rate: number; sources: number; entered: number; lastTransition: number | null;
+    enter: string; leave: string; during: string;
+  } | null;
+  slow: { window: string; maxretry: number; spray: string | null; addresses: number; users: number; sprayedUsers: number; slowBans: number; sprayBans: number } | null;
+  /** Only for the recidive jail: addresses with bans counted in its window. */
+  recidive: { counting: number; rule: string } | null;
+}
+
+/** What `explain` shows about one address in one jail's defences. */
+export interface DefenceExplanation {
+  jail: string;
+  /** An active prefix ban of this jail that covers the address. */
+  coveredBy: string | null;
+  escalation: Array<{ prefix: string; banned: string[]; threshold: number; window: string; prefixBanned: boolean }>;
+  /** Earlier bans counted by this jail's growth rule, and the ban the next one would get. */
+  previousBans: number;
+  nextBantime: string;
+  siege: string | null;
+  longWindow: { failures: number; maxretry: number; window: string; sprayedUser: string | null; sprayMaxretry: number | null } | null;
+  /** Recidive jail: bans of the address counted in its window. */
+  recidiveBans: number | null;
+}
+
 export class Pipeline {
   readonly jails = new Map<string, JailRuntime>();
   readonly filterStats = new Map<string, FilterStats>();
@@ -74,22 +136,37 @@ export class Pipeline {
   private readonly routes = new Map<string, Route>();
   private readonly expiry = new ExpiryHeap();
   private readonly now: () => number;
+  private readonly counts: BanCounts;
+  /** The recidive jail (fed with every other jail's bans), when enabled. */
+  private readonly recidive: JailRuntime | null;
+  private siegesActive = 0;
   private out: PipelineOutput = { decisions: [], failuresAdded: [], failuresCleared: [] };
   linesProcessed = 0;
   linesMatched = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.now = options.now ?? Date.now;
+    this.counts = new BanCounts(options.banCounts ?? null);
     for (const config of options.jails) {
+      const limits: JailLimits = { maxretry: config.maxretry, findtime: config.findtime };
       this.jails.set(config.name, {
         config,
-        counter: new FailureCounter({ maxretry: config.maxretry, findtime: config.findtime }),
-        allowlist: new Allowlist([...options.globalIgnore, ...config.ignoreip], { includeHost: options.includeHostAddresses ?? true }),
+        limits,
+        counter: new FailureCounter(limits),
+        allowlist: new Allowlist([...options.globalIgnore, ...config.ignoreip], {
+          includeHost: options.includeHostAddresses ?? true, entries: [...(options.allowlist ?? []), ...(config.allowlist ?? [])], resolver: options.allowlistResolver,
+        }),
         active: new Map(),
-        stats: { failures: 0, ignored: 0, bans: 0 },
+        stats: { failures: 0, ignored: 0, bans: 0, escalations: 0, conflicts: 0, lastConflict: null, slowBans: 0, sprayBans: 0 },
+        escalation: config.escalate ? new EscalationDetector(config.escalate) : null,
+        prefixBans: { 4: new Map(), 6: new Map() },
+        prefixBanCount: 0,
+        siege: config.siege ? new SiegeDetector(config.siege) : null,
+        longWindow: config.slow ? new LongWindowDetector(config.slow) : null,
       });
       for (const f of config.filters) if (!this.filterStats.has(f)) this.filterStats.set(f, { matched: 0, byPattern: new Map(), health: 0 });
     }
+    this.recidive = this.jails.get(RECIDIVE_JAIL) ?? null;
   }
 
   /** Declares that lines arriving with `routeId` go to these jails. */
@@ -148,7 +225,11 @@ export class Pipeline {
       }
       entries = hit;
     }
-    if (this.options.mode === 'replay' && line.time >= this.expiry.nextAt) this.expire(line.time);
+    if (this.options.mode === 'replay') {
+      if (line.time >= this.expiry.nextAt) this.expire(line.time);
+      // A siege ends on the log's clock too, even when its jail's lines have stopped.
+      else if (this.siegesActive > 0) this.tickSieges(line.time);
+    }
     for (const entry of entries) {
       const m = entry.filter.match(line);
       if (m === null) continue;
@@ -176,21 +257,48 @@ export class Pipeline {
       jail.stats.ignored++;
       return;
     }
+    // Every failure counts towards the siege rate, also from addresses banned a moment ago.
+    if (jail.siege !== null) {
+      const t = jail.siege.record(address, ev.time);
+      if (t !== null) this.siegeTransition(jail, t);
+    }
     // Lines from an address already banned here (logged before the firewall took effect) do not count again.
     if (jail.active.has(address)) return;
+    if (jail.prefixBanCount > 0 && this.coveringPrefixBan(jail, address) !== null) return;
     const trip = jail.counter.record(address, ev.time, ev.line.raw);
     if (trip === null) {
       this.out.failuresAdded.push({ jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
+      if (jail.longWindow !== null) {
+        for (const t of jail.longWindow.record(address, ev.user, ev.time)) this.banLongWindow(jail, t, ev);
+      }
       return;
     }
     this.out.failuresCleared.push({ jail: jail.config.name, address });
+    jail.longWindow?.forget(address);
     const { config } = jail;
-    const base = this.options.mode === 'replay' ? ev.time : this.now();
-    const until = config.bantime === null ? null : base + config.bantime;
+    const sieged = jail.siege?.active ? `; siege: maxretry ${jail.limits.maxretry}` : '';
+    this.banFor(jail, address, ev.time,
+      `${trip.failures} failure${trip.failures === 1 ? '' : 's'} within ${formatDuration(config.findtime)} (last: ${ev.kind} by ${ev.filter}${ev.user ? `, user ${JSON.stringify(ev.user)}` : ''})${sieged}`,
+      trip.evidence, this.jailBantime(jail));
+  }
+
+  /** The jail's base ban time now: a siege may lengthen it. */
+  private jailBantime(jail: JailRuntime): number | null {
+    const siege = jail.siege;
+    return siege?.active && siege.config.bantime !== undefined ? siege.config.bantime : jail.config.bantime;
+  }
+
+  /** Bans `target` in `jail` for `base` grown by the target's earlier bans (repeat offenders). */
+  private banFor(jail: JailRuntime, target: string, time: number, reason: string, evidence: string[], base: number | null): void {
+    const { config } = jail;
+    const growth = config.bantimeGrowth ?? null;
+    const previous = growth ? this.counts.get(target, growth.count === 'all' ? ALL_JAILS : config.name) : 0;
+    const duration = grownBantime(base, growth, previous, target);
+    const start = this.options.mode === 'replay' ? time : this.now();
     this.ban(jail, {
-      action: 'ban', target: address, jail: config.name, time: ev.time, until,
-      reason: `${trip.failures} failures within ${formatDuration(config.findtime)} (last: ${ev.kind} by ${ev.filter}${ev.user ? `, user ${JSON.stringify(ev.user)}` : ''})`,
-      origin: this.options.origin, evidence: trip.evidence,
+      action: 'ban', target, jail: config.name, time, until: duration === null ? null : start + duration,
+      reason: previous > 0 ? `${reason}; banned ${previous} time(s) before, so ${formatDuration(duration)}` : reason,
+      origin: this.options.origin, evidence,
       ...(config.ports ? { ports: config.ports } : {}), protocol: config.protocol,
     });
   }
@@ -200,19 +308,133 @@ export class Pipeline {
     jail.stats.bans++;
     if (decision.until !== null) this.expiry.push(decision.until, jail.config.name, decision.target);
     this.out.decisions.push(decision);
+    this.counts.add(decision.target, jail.config.name);
+    if (decision.target.includes('/')) this.prefixBanned(jail, decision.target, true);
+    if (jail.escalation !== null) {
+      const esc = jail.escalation.onBan(decision.target, decision.time);
+      if (esc !== null) this.escalate(jail, esc, decision.time);
+    }
+    const recidive = this.recidive;
+    if (recidive !== null && recidive !== jail && !recidive.active.has(decision.target)) {
+      const line = `${new Date(decision.time).toISOString()} [${jail.config.name}] ban ${decision.target}: ${decision.reason}`;
+      const trip = recidive.counter.record(decision.target, decision.time, line);
+      if (trip !== null) {
+        const jails = [...new Set(trip.evidence.map((l) => /\[([^\]]+)\]/.exec(l)?.[1] ?? '?'))];
+        this.banFor(recidive, decision.target, decision.time,
+          `banned ${trip.failures} times within ${formatDuration(recidive.config.findtime)} (in ${jails.join(', ')})`, trip.evidence, recidive.config.bantime);
+      }
+    }
   }
 
-  /** Emits unbans for bans whose time is up at `now` (line time in replay, wall clock live). */
+  /** A prefix is due a ban: ban it, unless it would cover an allowlisted address (then say so). */
+  private escalate(jail: JailRuntime, esc: Escalation, time: number): void {
+    const step = jail.config.escalate![esc.step]!;
+    const what = `${esc.members.length} ${esc.step === 0 ? 'addresses' : 'prefixes'} of ${esc.prefix} banned within ${formatDuration(step.window)}`;
+    const allowed = jail.allowlist.coversAllowed(parseNetwork(esc.prefix)!);
+    if (allowed !== null) {
+      jail.stats.conflicts++;
+      jail.stats.lastConflict = `${esc.prefix} covers ${allowed}`;
+      this.options.onNotice?.(`[${jail.config.name}] not banning ${esc.prefix} although ${what}: it covers allowlist entry ${allowed}; the addresses stay banned one by one`);
+      return;
+    }
+    if (jail.active.has(esc.prefix)) return;
+    jail.stats.escalations++;
+    this.banFor(jail, esc.prefix, time, `netblock escalation: ${what} (${esc.members.join(', ')})`, esc.members.map((m) => `banned ${m}`), step.bantime);
+  }
+
+  private banLongWindow(jail: JailRuntime, t: LongWindowTrip, ev: Event): void {
+    const slow = jail.config.slow!;
+    if (jail.active.has(t.address)) return;
+    jail.counter.forget(t.address);
+    this.out.failuresCleared.push({ jail: jail.config.name, address: t.address });
+    const window = formatDuration(slow.window);
+    let reason: string;
+    if (t.kind === 'slow') {
+      jail.stats.slowBans++;
+      reason = `slow brute force: ${t.failures} failures within ${window}`;
+    } else {
+      jail.stats.sprayBans++;
+      reason = `distributed brute force: tried user ${JSON.stringify(t.user)}, which was tried from at least ${slow.spray!.sources} addresses within ${window}; ${t.failures} failure(s) within ${window}`;
+    }
+    this.banFor(jail, t.address, ev.time, reason, t.address === ev.address ? [ev.line.raw] : [], slow.bantime === undefined ? this.jailBantime(jail) : slow.bantime);
+  }
+
+  private siegeTransition(jail: JailRuntime, t: SiegeTransition): void {
+    const { config } = jail;
+    const c = jail.siege!.config;
+    let reason: string;
+    if (t.action === 'siege-on') {
+      this.siegesActive++;
+      jail.limits.maxretry = Math.min(c.maxretry, config.maxretry);
+      reason = `${t.failures} failures in the last minute from ${t.sources} addresses (siege at ${c.enterRate} a minute from ${c.enterSources}): `
+        + `maxretry ${jail.limits.maxretry}${c.bantime !== undefined ? `, bans of ${formatDuration(c.bantime)}` : ''}, `
+        + (c.allowlistOnly ? 'only allowlisted sources accepted' : `new connections limited to ${c.rateLimit}`);
+    } else {
+      this.siegesActive--;
+      jail.limits.maxretry = config.maxretry;
+      reason = `fewer than ${c.leaveRate} failures a minute for ${formatDuration(c.leaveFor)}`;
+    }
+    this.out.decisions.push({
+      action: t.action, target: '*', jail: config.name, time: t.time, until: null, reason, origin: this.options.origin,
+      ...(config.ports ? { ports: config.ports } : {}), protocol: config.protocol,
+      ...(t.action === 'siege-on' ? { siege: { rateLimit: c.rateLimit, allowlistOnly: c.allowlistOnly } } : {}),
+    });
+  }
+
+  private tickSieges(now: number): void {
+    for (const jail of this.jails.values()) {
+      if (jail.siege === null || !jail.siege.active) continue;
+      const t = jail.siege.tick(now);
+      if (t !== null) this.siegeTransition(jail, t);
+    }
+  }
+
+  private prefixBanned(jail: JailRuntime, target: string, banned: boolean): void {
+    const slash = target.indexOf('/');
+    const length = Number(target.slice(slash + 1));
+    const byLength = jail.prefixBans[addressFamily(target)];
+    let set = byLength.get(length);
+    if (banned) {
+      if (set === undefined) byLength.set(length, (set = new Set()));
+      if (!set.has(target)) { set.add(target); jail.prefixBanCount++; }
+    } else if (set?.delete(target)) {
+      jail.prefixBanCount--;
+      // Lifting a prefix ban ends its escalation: it takes `threshold` new bans to escalate again.
+      jail.escalation?.forget(target);
+    }
+  }
+
+  /** The active prefix ban of `jail` covering `address`, or null. */
+  private coveringPrefixBan(jail: JailRuntime, address: string): string | null {
+    for (const [length, set] of jail.prefixBans[addressFamily(address)]) {
+      if (set.size === 0) continue;
+      const prefix = prefixOf(address, length);
+      if (set.has(prefix)) return prefix;
+    }
+    return null;
+  }
+
+  private lifted(jail: JailRuntime, target: string): void {
+    jail.active.delete(target);
+    if (target.includes('/')) this.prefixBanned(jail, target, false);
+  }
+
+  /** Emits unbans for bans whose time is up at `now` (line time in replay, wall clock live), and ends sieges that calmed down. */
   expire(now: number): void {
     while (this.expiry.nextAt <= now) {
       const e = this.expiry.pop()!;
       const jail = this.jails.get(e.jail);
       // The heap may hold stale entries for bans that were lifted or replaced since.
       if (!jail || jail.active.get(e.target) !== e.until) continue;
-      jail.active.delete(e.target);
+      this.lifted(jail, e.target);
       this.out.decisions.push({ action: 'unban', target: e.target, jail: e.jail, time: e.until, until: null, reason: 'bantime expired', origin: this.options.origin });
     }
-    for (const jail of this.jails.values()) jail.counter.expire(now);
+    for (const jail of this.jails.values()) {
+      jail.counter.expire(now);
+      jail.escalation?.expire(now);
+      jail.longWindow?.expire(now);
+    }
+    if (this.siegesActive > 0) this.tickSieges(now);
   }
 
   /** A ban from outside the detectors (CLI, API); `jail` must exist or be a manual pseudo-jail. */
@@ -220,8 +442,9 @@ export class Pipeline {
     const decision: Decision = { action: 'ban', target, jail: jailName, time, until, reason, origin };
     const jail = this.jails.get(jailName);
     if (jail) {
-      this.ban(jail, decision);
       jail.counter.forget(target);
+      jail.longWindow?.forget(target);
+      this.ban(jail, decision);
     } else {
       this.out.decisions.push(decision);
     }
@@ -234,7 +457,10 @@ export class Pipeline {
     for (const jail of this.jails.values()) {
       if (jailName !== null && jail.config.name !== jailName) continue;
       jail.counter.forget(target);
-      if (!jail.active.delete(target)) continue;
+      if (!jail.active.has(target)) continue;
+      this.lifted(jail, target);
+      // An address the admin let go no longer counts towards its netblock's escalation.
+      jail.escalation?.forget(target);
       const d: Decision = { action: 'unban', target, jail: jail.config.name, time, until: null, reason, origin };
       made.push(d);
       this.out.decisions.push(d);
@@ -242,12 +468,22 @@ export class Pipeline {
     return made;
   }
 
-  /** Restores state after a restart: active bans (not yet expired) and pending failures. */
-  restore(bans: ReadonlyArray<{ target: string; jail: string; until: number | null }>, failures: readonly FailureRow[]): void {
+  /**
+   * Restores state after a restart: active bans (not yet expired), pending
+   * failures (also the long-window counts), and recent ban history (for
+   * netblock escalation and the recidive jail), oldest first. Restoring never
+   * decides anything.
+   */
+  restore(
+    bans: ReadonlyArray<{ target: string; jail: string; until: number | null }>,
+    failures: readonly FailureRow[],
+    history: ReadonlyArray<{ target: string; jail: string; time: number }> = [],
+  ): void {
     for (const b of bans) {
       const jail = this.jails.get(b.jail);
       if (!jail) continue;
       jail.active.set(b.target, b.until);
+      if (b.target.includes('/')) this.prefixBanned(jail, b.target, true);
       if (b.until !== null) this.expiry.push(b.until, b.jail, b.target);
     }
     for (const f of failures) {
@@ -255,7 +491,30 @@ export class Pipeline {
       if (!jail || jail.active.has(f.address)) continue;
       const trip = jail.counter.record(f.address, f.time, f.line);
       if (trip) jail.counter.forget(f.address);
+      jail.longWindow?.restore(f.address, f.time);
     }
+    for (const h of history) {
+      const jail = this.jails.get(h.jail);
+      if (!jail) continue;
+      // Evidence that already escalated was consumed then; the prefix ban itself is in the history too.
+      jail.escalation?.onBan(h.target, h.time);
+      const recidive = this.recidive;
+      if (recidive !== null && recidive !== jail && recidive.counter.record(h.target, h.time, `${new Date(h.time).toISOString()} [${h.jail}] ban ${h.target}`) !== null) {
+        recidive.counter.forget(h.target);
+      }
+    }
+  }
+
+  /** How far back `restore` wants pending failures (long windows included) and ban history (ms). */
+  retention(): { failures: number; history: number } {
+    let failures = 0;
+    let history = 0;
+    for (const { config } of this.jails.values()) {
+      failures = Math.max(failures, config.findtime, config.slow?.window ?? 0);
+      for (const step of config.escalate ?? []) history = Math.max(history, step.window);
+      if (config.name === RECIDIVE_JAIL) history = Math.max(history, config.findtime);
+    }
+    return { failures, history };
   }
 
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
@@ -268,6 +527,60 @@ export class Pipeline {
   /** Addresses with failures pending in `jail`. */
   failing(jail: string): number {
     return this.jails.get(jail)?.counter.size ?? 0;
+  }
+
+  /** The defences of `jailName` for `status`. */
+  defenceStatus(jailName: string): DefenceStatus | null {
+    const jail = this.jails.get(jailName);
+    if (!jail) return null;
+    const { config, stats } = jail;
+    const siege = jail.siege;
+    const slow = jail.longWindow;
+    return {
+      bantime: describeGrowth(config.bantime, config.bantimeGrowth),
+      escalation: jail.escalation === null ? null : {
+        steps: jail.escalation.steps.map((s) => `${s.threshold} bans within ${formatDuration(s.window)} in one /${s.prefix4} or /${s.prefix6} → ban it for ${formatDuration(s.bantime)}`),
+        bannedNow: jail.prefixBanCount, escalations: stats.escalations, conflicts: stats.conflicts, lastConflict: stats.lastConflict, tracking: jail.escalation.tracked,
+      },
+      siege: siege === null ? null : {
+        active: siege.active, since: siege.since, leavesAt: siege.leavesAt, rate: siege.rate, sources: siege.distinctSources, entered: siege.entered, lastTransition: siege.lastTransition,
+        enter: `${siege.config.enterRate} failures a minute from ${siege.config.enterSources} addresses`,
+        leave: `below ${siege.config.leaveRate} a minute for ${formatDuration(siege.config.leaveFor)}`,
+        during: `maxretry ${Math.min(siege.config.maxretry, config.maxretry)}${siege.config.bantime !== undefined ? `, bantime ${formatDuration(siege.config.bantime)}` : ''}, ${siege.config.allowlistOnly ? 'allowlisted sources only' : `new connections ${siege.config.rateLimit}`}`,
+      },
+      slow: slow === null ? null : {
+        window: formatDuration(slow.config.window), maxretry: slow.config.maxretry,
+        spray: slow.config.spray ? `a user name tried from ${slow.config.spray.sources} addresses; participants banned at ${slow.config.spray.maxretry} failure(s)` : null,
+        addresses: slow.trackedAddresses, users: slow.trackedUsers, sprayedUsers: slow.sprayedUsers, slowBans: stats.slowBans, sprayBans: stats.sprayBans,
+      },
+      recidive: jail === this.recidive ? { counting: jail.counter.size, rule: `${config.maxretry} bans within ${formatDuration(config.findtime)} in other jails` } : null,
+    };
+  }
+
+  /** Where `address` stands in every jail's defences, for `explain`. */
+  explainDefences(address: string, now = this.now()): DefenceExplanation[] {
+    const out: DefenceExplanation[] = [];
+    for (const jail of this.jails.values()) {
+      const { config } = jail;
+      const growth = config.bantimeGrowth ?? null;
+      const previousBans = growth ? this.counts.get(address, growth.count === 'all' ? ALL_JAILS : config.name) : 0;
+      const siege = jail.siege;
+      const slow = jail.longWindow;
+      const evidence = slow?.evidenceOf(address, now);
+      out.push({
+        jail: config.name,
+        coveredBy: jail.prefixBanCount > 0 && !address.includes('/') ? this.coveringPrefixBan(jail, address) : null,
+        escalation: (jail.escalation?.progress(address, now) ?? []).map((p) => ({
+          prefix: p.prefix, banned: p.members, threshold: p.threshold, window: formatDuration(p.window), prefixBanned: jail.active.has(p.prefix),
+        })),
+        previousBans,
+        nextBantime: formatDuration(grownBantime(this.jailBantime(jail), growth, previousBans, address)),
+        siege: siege?.active ? `under siege since ${new Date(siege.since!).toISOString()} (${siege.rate} failures in the last minute from ${siege.distinctSources} addresses): maxretry ${jail.limits.maxretry}` : null,
+        longWindow: slow && evidence ? { failures: evidence.failures, maxretry: slow.config.maxretry, window: formatDuration(slow.config.window), sprayedUser: evidence.sprayedUser, sprayMaxretry: slow.config.spray?.maxretry ?? null } : null,
+        recidiveBans: jail === this.recidive ? jail.counter.failuresOf(address) : null,
+      });
+    }
+    return out;
   }
 }
 

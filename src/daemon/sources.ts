@@ -5,6 +5,8 @@ import { pathMatcher } from '../sources/glob.js';
 import { canonicalJournalMatches, JournalSource } from '../sources/journal.js';
 import type { Source } from '../sources/source.js';
 import { StdinSource } from '../sources/stdin.js';
+import { SyslogSource } from '../sources/syslog.js';
+import { formatNetwork, networkContains, type Network } from '../core/address.js';
 
 /**
  * Turns the jails' source specs into running sources. Every followed file is
@@ -58,9 +60,56 @@ export function buildSources(config: Config, jails: readonly JailConfig[], optio
   for (const [key, { matches, names }] of journals) {
     out.push({ source: new JournalSource({ id: `journal:${key}`, matches, maxLineLength: config.maxLineLength, jail: names.join(', ') }), jailsFor: () => names, jails: names });
   }
+  out.push(...syslogReceivers(config, jails));
   const stdinJails = options.stdin ? jails.map((j) => j.name) : jails.filter((j) => j.sources.some((s) => s.kind === 'stdin')).map((j) => j.name);
   if (stdinJails.length) {
     out.push({ source: new StdinSource({ id: 'stdin', maxLineLength: config.maxLineLength }), jailsFor: () => stdinJails, jails: stdinJails });
+  }
+  return out;
+}
+
+/**
+ * One receiver per syslog listen address, shared by the jails that name it. A
+ * sender's lines go to the jails whose `allow` lists it: when the jails allow
+ * different senders, the line's `source` names those jails
+ * (`syslog:udp://0.0.0.0:514 for openvpn,sshd`), which is what routes it.
+ */
+function syslogReceivers(config: Config, jails: readonly JailConfig[]): RoutedSource[] {
+  const receivers = new Map<string, { tls: { cert: string; key: string; ca: string | null } | null; jails: Map<string, Network[]> }>();
+  for (const jail of jails) {
+    for (const spec of jail.sources) {
+      if (spec.kind !== 'syslog') continue;
+      let r = receivers.get(spec.listen);
+      if (!r) receivers.set(spec.listen, (r = { tls: spec.tls, jails: new Map() }));
+      r.jails.set(jail.name, [...(r.jails.get(jail.name) ?? []), ...spec.allow]);
+    }
+  }
+  const out: RoutedSource[] = [];
+  for (const [listen, r] of receivers) {
+    const names = [...r.jails.keys()];
+    const base = `syslog:${listen}`;
+    const allowText = [...r.jails.values()].map((allow) => allow.map(formatNetwork).sort().join(' '));
+    const uniform = allowText.every((t) => t === allowText[0]);
+    const routes = new Map<string, string>();
+    const sourceOf = (sender: string): string => {
+      let route = routes.get(sender);
+      if (route === undefined) {
+        const wanted = names.filter((n) => r.jails.get(n)!.some((net) => networkContains(net, sender)));
+        route = `${base} for ${wanted.join(',')}`;
+        // Senders come from the allowlist, but a wide one (a /16) could still name many: keep the cache bounded.
+        if (routes.size >= 4096) routes.clear();
+        routes.set(sender, route);
+      }
+      return route;
+    };
+    out.push({
+      source: new SyslogSource({
+        listen, allow: [...r.jails.values()].flat(), tls: r.tls, maxLineLength: config.maxLineLength,
+        ...(uniform ? {} : { sourceOf }),
+      }),
+      jailsFor: (lineSource) => (uniform ? names : lineSource.slice(base.length + ' for '.length).split(',').filter((n) => n !== '')),
+      jails: names,
+    });
   }
   return out;
 }

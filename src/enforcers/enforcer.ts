@@ -30,6 +30,26 @@ export interface JailFirewallSpec {
    * Only for `drop` and `reject`; enforcers that cannot do it say so at setup.
    */
   refreshOnHit?: number;
+  /** pf-style connection limits the kernel enforces itself (nftables only; src/enforcers/nftables-limits.ts). */
+  limits?: ConnectionLimits;
+  /** Present when the jail can enter siege mode: the firewall keeps room for its siege rules. */
+  siege?: { rateLimit: string; allowlistOnly: boolean };
+}
+
+/**
+ * Connection limits per source address, like pf's `max-src-conn`, `max-src-conn-rate`
+ * and `overload <table>`: a source over a limit is put in the jail's overload set by
+ * the kernel itself, without any log line, and the daemon then records the ban.
+ */
+export interface ConnectionLimits {
+  /** Concurrent connections per source; null = not limited. */
+  maxSrcConn: number | null;
+  /** New connections per source: at most `count` within `seconds`; null = not limited. */
+  maxSrcConnRate: { count: number; seconds: number } | null;
+  /** How long the kernel bans an offender (ms); null = until lifted. */
+  bantime: number | null;
+  /** Ports the limits apply to; default the jail's ports. */
+  ports?: number[] | null;
 }
 
 export interface BanEntry {

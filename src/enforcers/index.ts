@@ -30,7 +30,11 @@ export function createEnforcers(config: Config, jails: readonly JailConfig[], op
 }
 
 export function firewallSpec(jail: JailConfig): JailFirewallSpec {
-  return { jail: jail.name, ports: jail.ports, protocol: jail.protocol, verdict: jail.action, flush: jail.flush, forward: jail.forward };
+  return {
+    jail: jail.name, ports: jail.ports, protocol: jail.protocol, verdict: jail.action, flush: jail.flush, forward: jail.forward,
+    ...(jail.limits ? { limits: jail.limits } : {}),
+    ...(jail.siege ? { siege: { rateLimit: jail.siege.rateLimit, allowlistOnly: jail.siege.allowlistOnly } } : {}),
+  };
 }
 
 function resolveDefault(config: Config, options: { dryRun: boolean; log: Logger }): EnforcerName {

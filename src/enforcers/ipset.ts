@@ -123,9 +123,34 @@ export class IpsetEnforcer implements Enforcer {
       }
       return secondsLeft(w.until, now) !== 0;
     });
+    // Entries alone block nothing: when our chain, its jump or a set was removed by hand, rebuild first.
+    const problem = await this.structureProblem();
+    if (problem !== null) {
+      this.warn(`the iptables/ipset objects of Portcullis were changed outside it (${problem}): rebuilding them`);
+      await this.setup([...this.jails.values()]);
+    }
     const plan = reconcilePlan(await this.list(), live);
     await this.apply(plan);
     return { added: plan.ban.length, removed: plan.unban.length };
+  }
+
+  /** What is missing compared with what `setup` builds (a set, the chain's rules, a jump), or null. */
+  private async structureProblem(): Promise<string | null> {
+    const jails = [...this.jails.values()];
+    if (jails.length === 0) return null;
+    const sets = new Set(await this.ourSets());
+    for (const j of jails) for (const f of [4, 6] as const) if (!sets.has(ipsetName(j.jail, f))) return `ipset ${ipsetName(j.jail, f)} missing`;
+    for (const family of [4, 6] as const) {
+      const tool = family === 4 ? 'iptables' : 'ip6tables';
+      const { stdout } = await this.runner.run(tool, ['-w', '-S', CHAIN], { okExitCodes: [0, 1] });
+      const have = stdout.split('\n').filter((l) => l.startsWith(`-A ${CHAIN} `)).length;
+      const want = jails.reduce((n, j) => n + jailRules(j, family).length, 0);
+      if (have !== want) return `${tool} chain ${CHAIN} has ${have} of its ${want} rules`;
+      for (const hook of jails.some((j) => j.forward) ? ['INPUT', 'FORWARD'] : ['INPUT']) {
+        if (!(await this.hasJump(tool, hook))) return `${tool} ${hook} does not jump to ${CHAIN}`;
+      }
+    }
+    return null;
   }
 
   async teardown(): Promise<void> {

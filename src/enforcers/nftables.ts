@@ -6,6 +6,7 @@ import {
   type BanEntry, type Enforcer, type EnforcerChanges, type JailCounters, type JailFirewallSpec, type ReconcileResult,
 } from './enforcer.js';
 import { ConnectionFlusher, flushBanned } from './flush.js';
+import { defenceAllowRules, defencePrologue, defenceRules, defenceSetDefinitions, siegeChainStatements, validateDefences } from './nftables-limits.js';
 
 /**
  * nftables enforcer. Portcullis owns exactly one table, `inet portcullis`, and
@@ -127,7 +128,10 @@ export class NftablesEnforcer implements Enforcer {
   }
 
   async list(): Promise<BanEntry[]> {
-    const items = await this.listJson(['list', 'table', 'inet', TABLE]);
+    return this.entriesOf(await this.listJson(['list', 'table', 'inet', TABLE]));
+  }
+
+  private entriesOf(items: readonly Record<string, unknown>[]): BanEntry[] {
     const now = this.now();
     const entries: BanEntry[] = [];
     for (const item of items) {
@@ -151,7 +155,15 @@ export class NftablesEnforcer implements Enforcer {
       }
       return secondsLeft(w.until, now) !== 0;
     });
-    const plan = reconcilePlan(await this.list(), withoutNestedNets(live));
+    let items = await this.listJson(['list', 'table', 'inet', TABLE]);
+    // Elements alone block nothing: when the table was flushed or its chains edited by hand, rebuild it first.
+    const problem = structureProblem(items, [...this.jails.values()]);
+    if (problem !== null) {
+      this.warn(`table inet ${TABLE} was changed outside Portcullis (${problem}): rebuilding it`);
+      await this.setup([...this.jails.values()]);
+      items = await this.listJson(['list', 'table', 'inet', TABLE]);
+    }
+    const plan = reconcilePlan(this.entriesOf(items), withoutNestedNets(live));
     await this.apply(plan);
     return { added: plan.ban.length, removed: plan.unban.length };
   }
@@ -257,7 +269,7 @@ export class NftablesEnforcer implements Enforcer {
     const description: TableDescription = { sets: new Map(), counters: new Set(), chains: new Set() };
     for (const item of items) {
       const set = item.set as NftSet | undefined;
-      if (set) description.sets.set(set.name, `${set.type} ${[...(set.flags ?? [])].sort().join(',')}`);
+      if (set) description.sets.set(set.name, setSignature(set.type, set.flags ?? []));
       const counter = item.counter as { name: string } | undefined;
       if (counter) description.counters.add(counter.name);
       const chain = item.chain as { name: string } | undefined;
@@ -319,7 +331,7 @@ function setDefinitions(spec: JailFirewallSpec): SetDefinition[] {
  */
 export function setupScript(jails: readonly JailFirewallSpec[], existing: TableDescription | null, priority = -150): string {
   const have = existing ?? { sets: new Map<string, string>(), counters: new Set<string>(), chains: new Set<string>() };
-  const defs = jails.flatMap(setDefinitions);
+  const defs = allSetDefinitions(jails);
   const wantedSets = new Map(defs.map((d) => [d.name, d]));
   const wantsForward = jails.some((j) => j.forward);
   const out: Statement[] = [`add table inet ${TABLE}`];
@@ -331,7 +343,7 @@ export function setupScript(jails: readonly JailFirewallSpec[], existing: TableD
   if (!wantsForward && have.chains.has('forward')) out.push(`flush chain inet ${TABLE} forward`, `delete chain inet ${TABLE} forward`);
   for (const [name, signature] of have.sets) {
     const def = wantedSets.get(name);
-    if (!def || signature !== `${def.type} ${[...def.flags].sort().join(',')}`) out.push(`delete set inet ${TABLE} ${name}`);
+    if (!def || signature !== setSignature(def.type, def.flags)) out.push(`delete set inet ${TABLE} ${name}`);
   }
   for (const def of defs) {
     const size = def.size ? ` size ${def.size};` : '';
@@ -340,11 +352,60 @@ export function setupScript(jails: readonly JailFirewallSpec[], existing: TableD
   const wantedCounters = new Set(jails.map((j) => counterName(j.jail)));
   for (const name of wantedCounters) out.push(`add counter inet ${TABLE} ${name}`);
   for (const name of have.counters) if (!wantedCounters.has(name)) out.push(`delete counter inet ${TABLE} ${name}`);
-  for (const spec of jails) {
-    for (const rule of jailRules(spec)) out.push(`add rule inet ${TABLE} input ${rule}`);
-    if (spec.forward) for (const rule of jailRules(spec)) out.push(`add rule inet ${TABLE} forward ${rule}`);
-  }
+  const siegeChains = siegeChainStatements(jails, have.chains);
+  out.push(...siegeChains.create);
+  for (const rule of chainRules(jails, 'input')) out.push(`add rule inet ${TABLE} input ${rule}`);
+  if (wantsForward) for (const rule of chainRules(jails, 'forward')) out.push(`add rule inet ${TABLE} forward ${rule}`);
+  out.push(...siegeChains.remove);
   return out.join('\n') + '\n';
+}
+
+/** Every set of the table: ban sets here, connection-limit and allowlist sets in nftables-limits.ts. */
+function allSetDefinitions(jails: readonly JailFirewallSpec[]): SetDefinition[] {
+  return [...jails.flatMap(setDefinitions), ...defenceSetDefinitions(jails)];
+}
+
+/**
+ * `type flags` of a set, for adopting an existing one. `nft -j` does not list the
+ * `dynamic` flag, so it is left out on both sides (otherwise dynamic sets would be
+ * dropped and recreated, losing their elements, at every setup).
+ */
+function setSignature(type: string, flags: readonly string[]): string {
+  return `${type} ${flags.filter((f) => f !== 'dynamic').sort().join(',')}`;
+}
+
+/** The rules of a base chain in order: global allowlist, then per jail its allowlist, bans, connection limits and siege jump. */
+function chainRules(jails: readonly JailFirewallSpec[], chain: 'input' | 'forward'): string[] {
+  const mine = chain === 'input' ? jails : jails.filter((j) => j.forward);
+  return [
+    ...defencePrologue(jails),
+    ...mine.flatMap((spec) => [...defenceAllowRules(spec, portMatch), ...jailRules(spec), ...defenceRules(spec, portMatch, counterName(spec.jail))]),
+  ];
+}
+
+/**
+ * What is missing from our table compared with what `setupScript` builds for
+ * `jails` (a chain, a set, or rules of a chain, counted), or null when it is
+ * whole. `items` is `nft -j list table` output, empty when the table is gone.
+ */
+export function structureProblem(items: readonly Record<string, unknown>[], jails: readonly JailFirewallSpec[]): string | null {
+  if (jails.length === 0) return null;
+  if (!items.some((i) => i.table)) return 'table missing';
+  const sets = new Set(items.flatMap((i) => (i.set ? [(i.set as NftSet).name] : [])));
+  for (const def of allSetDefinitions(jails)) if (!sets.has(def.name)) return `set ${def.name} missing`;
+  const chains = new Set(items.flatMap((i) => (i.chain ? [(i.chain as { name: string }).name] : [])));
+  const rules = new Map<string, number>();
+  for (const i of items) {
+    const rule = i.rule as { chain: string } | undefined;
+    if (rule) rules.set(rule.chain, (rules.get(rule.chain) ?? 0) + 1);
+  }
+  const wanted: Array<[string, number]> = [['input', chainRules(jails, 'input').length]];
+  if (jails.some((j) => j.forward)) wanted.push(['forward', chainRules(jails, 'forward').length]);
+  for (const [chain, count] of wanted) {
+    if (!chains.has(chain)) return `chain ${chain} missing`;
+    if ((rules.get(chain) ?? 0) !== count) return `chain ${chain} has ${rules.get(chain) ?? 0} of its ${count} rules`;
+  }
+  return null;
 }
 
 /** The rules of one jail, without the `add rule` prefix. */
@@ -383,7 +444,7 @@ function verdicts(spec: JailFirewallSpec): [string, string][] {
   return [[portMatch({ ...spec, protocol: 'tcp' }), 'reject with tcp reset'], [portMatch(spec), icmp]];
 }
 
-function portMatch(spec: Pick<JailFirewallSpec, 'ports' | 'protocol'>): string {
+export function portMatch(spec: Pick<JailFirewallSpec, 'ports' | 'protocol'>): string {
   const ports = spec.ports && spec.ports.length > 0 ? `{ ${spec.ports.join(', ')} }` : null;
   if (spec.protocol === 'all') return ports ? `meta l4proto { tcp, udp } th dport ${ports}` : '';
   return ports ? `${spec.protocol} dport ${ports}` : `meta l4proto ${spec.protocol}`;
@@ -417,6 +478,7 @@ function validateSpec(spec: JailFirewallSpec): void {
   if (spec.refreshOnHit !== undefined && spec.verdict === 'throttle') {
     throw new NftablesEnforcerError(`jail ${spec.jail}: refresh_on_hit needs action drop or reject (throttled sources are let through, so there is nothing to refresh on)`);
   }
+  validateDefences(spec);
 }
 
 function isHost(net: Network): boolean {

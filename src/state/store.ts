@@ -50,6 +50,12 @@ const MIGRATIONS: string[] = [
      value TEXT NOT NULL,
      updated INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // Fleet: decisions waiting to be published to Redis (kept while Redis is unreachable, in order).
+  `CREATE TABLE fleet_outbox (
+     id INTEGER PRIMARY KEY,
+     message TEXT NOT NULL,
+     created INTEGER NOT NULL
+   );`,
 ];
 
 export interface BanRecord {
@@ -111,6 +117,11 @@ export class Store {
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
       banCount: db.prepare<[string, string], { count: number }>('SELECT count FROM ban_counts WHERE address = ? AND jail = ?'),
       totalBans: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans GROUP BY jail'),
+      bansSince: db.prepare<[number], { target: string; jail: string; time: number }>('SELECT target, jail, created AS time FROM bans WHERE created >= ? ORDER BY created, id'),
+      outboxAdd: db.prepare('INSERT INTO fleet_outbox(message, created) VALUES (?, ?)'),
+      outboxList: db.prepare<[number], { id: number; message: string }>('SELECT id, message FROM fleet_outbox ORDER BY id LIMIT ?'),
+      outboxRemove: db.prepare('DELETE FROM fleet_outbox WHERE id <= ?'),
+      outboxSize: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM fleet_outbox'),
     };
   }
 
@@ -179,8 +190,32 @@ export class Store {
     return this.stmts.banCount.get(address, jail)?.count ?? 0;
   }
 
+  /** Bans made since `time` (active or not), oldest first: to rebuild escalation and recidive windows after a restart. */
+  bansSince(time: number): Array<{ target: string; jail: string; time: number }> {
+    return this.stmts.bansSince.all(time);
+  }
+
   totalBansByJail(): Map<string, number> {
     return new Map(this.stmts.totalBans.all().map((r) => [r.jail, r.n]));
+  }
+
+  /** Queues a fleet message for publishing; returns its id (increasing). */
+  outboxAdd(message: string, now: number = Date.now()): number {
+    return Number(this.stmts.outboxAdd.run(message, now).lastInsertRowid);
+  }
+
+  /** The oldest queued fleet messages. */
+  outboxList(limit: number): Array<{ id: number; message: string }> {
+    return this.stmts.outboxList.all(limit);
+  }
+
+  /** Forgets queued fleet messages up to and including `id` (they were published). */
+  outboxRemoveThrough(id: number): void {
+    this.stmts.outboxRemove.run(id);
+  }
+
+  outboxSize(): number {
+    return this.stmts.outboxSize.get()?.n ?? 0;
   }
 
   close(): void {

@@ -94,6 +94,24 @@ describe('iptables + ipset enforcer inside network namespaces', () => {
     assert.deepEqual(await enforcer.list(), []);
   });
 
+  it('reconcile rebuilds a chain or jump removed by hand, so the bans block again', async (t) => {
+    const wanted = [{ target: attacker.v4, jail: 'sshd', until: inAnHour() }];
+    t.after(async () => {
+      await enforcer.reconcile([]);
+      warnings.length = 0;
+    });
+    for (const damage of [['-F', 'PORTCULLIS'], ['-D', 'INPUT', '-j', 'PORTCULLIS']]) {
+      await enforcer.reconcile(wanted);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'timeout', 'banned before the damage');
+      await topo.exec('server', 'iptables', ['-w', ...damage]);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'connected', `iptables ${damage.join(' ')} lifted the ban`);
+      warnings.length = 0;
+      await enforcer.reconcile(wanted);
+      assert.match(warnings.join('\n'), /changed outside/);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'timeout', `not blocking again after iptables ${damage.join(' ')}`);
+    }
+  });
+
   it('applies 10,000 bans with one ipset restore', async () => {
     const bans = Array.from({ length: 10_000 }, (_, i) => ({
       target: i % 2 === 0 ? `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` : `2001:db8:ffff::${i.toString(16)}`,

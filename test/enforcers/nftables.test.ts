@@ -145,6 +145,26 @@ describe('nftables enforcer inside network namespaces', () => {
     assert.deepEqual(await nft.list(), []);
   });
 
+  it('reconcile rebuilds a table flushed or deleted by hand, so the bans block again', async (t) => {
+    const wanted = [{ target: attacker.v4, jail: 'sshd', until: inAnHour() }];
+    t.after(async () => {
+      await nft.reconcile([]);
+      warnings.length = 0;
+    });
+    for (const damage of [['flush', 'table', 'inet', 'portcullis'], ['flush', 'chain', 'inet', 'portcullis', 'input'], ['delete', 'table', 'inet', 'portcullis']]) {
+      await nft.reconcile(wanted);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'timeout', 'banned before the damage');
+      await topo.exec('server', 'nft', damage);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'connected', `${damage.join(' ')} lifted the ban`);
+      warnings.length = 0;
+      // `flush table` empties the chains but (nft 1.0) keeps set elements; `delete table` loses both.
+      await nft.reconcile(wanted);
+      assert.deepEqual((await nft.list()).map((e) => e.target), [attacker.v4], damage.join(' '));
+      assert.match(warnings.join('\n'), /changed outside Portcullis/);
+      assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'timeout', `not blocking again after ${damage.join(' ')}`);
+    }
+  });
+
   it('applies 10,000 bans in one nft transaction', async () => {
     const bans = Array.from({ length: 10_000 }, (_, i) => ({
       target: i % 2 === 0 ? `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` : `2001:db8:ffff::${i.toString(16)}`,

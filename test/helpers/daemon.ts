@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { callDaemon } from '../../src/control/client.js';
 
@@ -6,6 +7,7 @@ import { callDaemon } from '../../src/control/client.js';
 
 export const CLI = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const IP = ['/usr/sbin/ip', '/usr/bin/ip', '/sbin/ip', '/bin/ip'].find((p) => existsSync(p)) ?? 'ip';
 
 export interface RunningDaemon {
   proc: ChildProcess;
@@ -21,8 +23,17 @@ export function cliArgs(args: string[]): string[] {
   return ['--import', 'tsx', CLI, ...args];
 }
 
-export async function startDaemon(args: string[], socket: string, env: Record<string, string> = {}): Promise<RunningDaemon> {
-  const proc = spawn(process.execPath, cliArgs(['run', ...args]), { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+/**
+ * Starts `portcullis run ARGS` and waits until its control socket answers. With `netns`, the daemon runs
+ * inside that network namespace (`ip netns exec` execs it, so `proc.pid` is the daemon itself) and every
+ * firewall command it runs changes that namespace's ruleset only.
+ */
+export async function startDaemon(args: string[], socket: string, env: Record<string, string> = {}, options: { netns?: string } = {}): Promise<RunningDaemon> {
+  const argv = cliArgs(['run', ...args]);
+  const proc = options.netns === undefined
+    ? spawn(process.execPath, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+    // `ip` is looked up on the test's PATH: `env` may hand the daemon a PATH without it (the missing-nft test).
+    : spawn(IP, ['netns', 'exec', options.netns, process.execPath, ...argv], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   proc.stderr!.setEncoding('utf8').on('data', (s: string) => (out += s));
   proc.stdout!.setEncoding('utf8').on('data', (s: string) => (out += s));

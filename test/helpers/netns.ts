@@ -93,6 +93,19 @@ export async function createTopology(options: { after?: (fn: () => Promise<void>
     live.delete(destroySync);
     for (const child of children) child.kill('SIGKILL');
     for (const name of Object.values(ns)) {
+      // Processes started inside (a daemon, sshd's per-connection children) would outlive the name.
+      try {
+        const pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+        for (const pid of pids.split(/\s+/).filter(Boolean)) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // Exited meanwhile.
+          }
+        }
+      } catch {
+        // No such namespace: nothing runs in it.
+      }
       try {
         execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
       } catch {
