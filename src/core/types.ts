@@ -44,6 +44,8 @@ export interface Event {
   filter: string;
   /** Identifier of the pattern inside the filter (for per-pattern hit counts). */
   pattern: string;
+  /** Same attempt as an earlier line of the connection: shown, not counted again (see FilterMatch.repeat). */
+  repeat?: boolean;
   line: LogLine;
 }
 

@@ -238,6 +238,7 @@ export class Pipeline {
       stats.matched++;
       stats.byPattern.set(m.pattern, (stats.byPattern.get(m.pattern) ?? 0) + 1);
       const event: Event = { time: line.time, service: entry.filter.service, kind: m.kind, address: m.address, user: m.user, filter: entry.filter.name, pattern: m.pattern, line };
+      if (m.repeat) event.repeat = true;
       this.options.onEvent?.(event);
       if (m.kind === 'health' || m.address === null) {
         stats.health++;
@@ -251,6 +252,7 @@ export class Pipeline {
   }
 
   private count(jail: JailRuntime, ev: Event): void {
+    if (ev.repeat) return;
     const address = ev.address!;
     jail.stats.failures++;
     if (jail.allowlist.match(address) !== null) {

@@ -9,6 +9,13 @@ export interface FilterMatch {
   user: string | null;
   /** Identifier of the rule that matched. */
   pattern: string;
+  /**
+   * The line reports an attempt an earlier line of the same connection already
+   * reported (sshd's `Invalid user` then `Failed password for invalid user`, or a
+   * failure then `Connection closed by authenticating user`): recognised and shown,
+   * but not counted again, so maxretry means attempts, not lines.
+   */
+  repeat?: boolean;
 }
 
 /**

@@ -275,6 +275,15 @@ const CONNECTION_END = new RegExp(`^Connection (?:closed|reset) by ${ADDR}${PORT
 const CONNECTION_TTL_MS = 10 * 60_000;
 const MAX_CONNECTIONS = 10_000;
 
+interface Peer {
+  address: string;
+  time: number;
+  /** Attempts of this connection counted so far. */
+  counted: number;
+  /** An `Invalid user` line was counted and its `Failed … for invalid user` is still to come. */
+  invalidAnnounced: boolean;
+}
+
 interface Held {
   kind: EventKind;
   pattern: string;
@@ -292,7 +301,7 @@ export class SshdFilter implements Filter {
   readonly patterns = PATTERN_IDS;
 
   /** Peer per `host\0pid`; the oldest are dropped first when the map is full. */
-  private readonly peers = new Map<string, { address: string; time: number }>();
+  private readonly peers = new Map<string, Peer>();
   /** Address-less events waiting for their process to name the peer. */
   private readonly held = new Map<string, Held>();
 
@@ -308,12 +317,19 @@ export class SshdFilter implements Filter {
       if (address === null) continue;
       const kind = typeof rule.kind === 'function' ? rule.kind(m, message) : rule.kind;
       if (kind === null) continue;
+      let repeat = false;
       if (key !== null) {
-        this.remember(key, address, line.time);
+        const peer = this.remember(key, address, line.time);
         const held = this.takeHeld(key, line.time);
-        if (held !== null) return { kind: held.kind, address, user: null, pattern: held.pattern };
+        if (held !== null) {
+          peer.counted++;
+          return { kind: held.kind, address, user: null, pattern: held.pattern };
+        }
+        repeat = isRepeat(peer, rule.id, kind);
       }
-      return { kind, address, user: m.groups!.user ?? null, pattern: rule.id };
+      const match: FilterMatch = { kind, address, user: m.groups!.user ?? null, pattern: rule.id };
+      if (repeat) match.repeat = true;
+      return match;
     }
     if (key === null) return null;
     return this.peerLine(message, key, line.time);
@@ -345,17 +361,24 @@ export class SshdFilter implements Filter {
     return null;
   }
 
-  private remember(key: string, address: string, time: number): void {
-    const peer = this.peers.get(key);
+  private remember(key: string, address: string, time: number): Peer {
+    let peer = this.peers.get(key);
     // Updated in place: re-inserting on every line would leave the Map's front full of
     // deleted slots that each eviction scan has to skip.
     if (peer !== undefined) {
+      // A pid reused by a later connection starts counting afresh.
+      if (peer.address !== address || time - peer.time > CONNECTION_TTL_MS) {
+        peer.counted = 0;
+        peer.invalidAnnounced = false;
+      }
       peer.address = address;
       peer.time = time;
     } else {
-      this.peers.set(key, { address, time });
+      peer = { address, time, counted: 0, invalidAnnounced: false };
+      this.peers.set(key, peer);
       if (this.peers.size > MAX_CONNECTIONS) evict(this.peers, time);
     }
+    return peer;
   }
 
   private hold(key: string, held: Held): void {
@@ -369,6 +392,25 @@ export class SshdFilter implements Filter {
     this.held.delete(key);
     return time - held.time <= CONNECTION_TTL_MS ? held : null;
   }
+}
+
+/**
+ * Whether a matched line repeats an attempt its connection already reported,
+ * updating the connection's tally. `Invalid user U` is followed by `Failed …
+ * for invalid user U` for the same guess; a summary such as `Connection closed
+ * by authenticating user` adds nothing after a counted failure.
+ */
+function isRepeat(peer: Peer, rule: string, kind: EventKind): boolean {
+  if (rule === 'invalid-user') {
+    peer.invalidAnnounced = true;
+  } else if (rule === 'failed-auth' && kind === 'invalid-user' && peer.invalidAnnounced) {
+    peer.invalidAnnounced = false;
+    return true;
+  } else if (rule === 'closed-authenticating' && peer.counted > 0) {
+    return true;
+  }
+  peer.counted++;
+  return false;
 }
 
 /**

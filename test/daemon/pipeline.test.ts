@@ -115,3 +115,22 @@ test('manual ban and unban, and restore after a restart', () => {
   pipeline.expire(NOW + 6000);
   assert.deepEqual(pipeline.take().decisions.map((d) => `${d.action} ${d.target}`), ['unban 198.51.100.1']);
 });
+
+test('sshd: maxretry counts attempts, not the several lines one attempt writes', () => {
+  const attempt = (pid: number, t: string): string[] => [
+    `Jun 15 ${t} host sshd[${pid}]: Invalid user admin from 198.51.100.8 port ${pid}`,
+    `Jun 15 ${t} host sshd[${pid}]: Failed password for invalid user admin from 198.51.100.8 port ${pid} ssh2`,
+    `Jun 15 ${t} host sshd[${pid}]: Connection closed by invalid user admin 198.51.100.8 port ${pid} [preauth]`,
+  ];
+  const yaml = 'jails:\n  sshd: { maxretry: 3 }\n';
+  assert.deepEqual(run(yaml, [...attempt(101, '10:00:00'), ...attempt(102, '10:00:05')]).decisions, []);
+  const { decisions } = run(yaml, [...attempt(101, '10:00:00'), ...attempt(102, '10:00:05'), ...attempt(103, '10:00:09')]);
+  assert.deepEqual(decisions.map((d) => `${d.action} ${d.target}`), ['ban 198.51.100.8']);
+  // Two wrong passwords on one connection are two attempts; its closing line is not a third.
+  const one = run(yaml, [
+    'Jun 15 10:00:00 host sshd[7]: Failed password for root from 198.51.100.9 port 7 ssh2',
+    'Jun 15 10:00:02 host sshd[7]: Failed password for root from 198.51.100.9 port 7 ssh2',
+    'Jun 15 10:00:03 host sshd[7]: Connection closed by authenticating user root 198.51.100.9 port 7 [preauth]',
+  ]);
+  assert.deepEqual(one.decisions, []);
+});
