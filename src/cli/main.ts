@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { DEFAULT_CONFIG_PATH, loadConfig, replayDefaults, type Config } from '../config/load.js';
@@ -18,6 +19,9 @@ import { firewallSpec } from '../enforcers/index.js';
 import { pfRules } from '../enforcers/pf.js';
 import { replay } from './replay.js';
 import { resolveFilter, testFilter } from './test-filter.js';
+import { configFromFail2ban, importFail2ban } from '../fail2ban/import.js';
+import { Fail2banFilter } from '../fail2ban/fail2ban-filter.js';
+import { formatFail2banSummary } from '../fail2ban/regex-report.js';
 import { formatBanned, formatExplanation, formatStatus } from './format.js';
 
 const program = new Command('portcullis')
@@ -41,9 +45,11 @@ program
   .option('--dry-run', 'decide but do not touch the firewall (decisions are logged)')
   .option('--stdin', 'also read log lines from standard input, for every enabled jail')
   .option('--flush-on-exit', 'remove the bans from the firewall when stopping (default: they stay, and are reconciled at start)')
-  .action(async (opts: { config: string; dryRun?: boolean; stdin?: boolean; flushOnExit?: boolean }) => {
+  .option('--fail2ban-config <dir>', 'run on the jails of a fail2ban configuration directory (e.g. /etc/fail2ban), as import-fail2ban converts them; --config files apply on top')
+  .option('--accept-unknown-actions', 'with --fail2ban-config: load jails whose fail2ban actions have no equivalent, with the default enforcer')
+  .action(async (opts: { config: string; dryRun?: boolean; stdin?: boolean; flushOnExit?: boolean; fail2banConfig?: string; acceptUnknownActions?: boolean }) => {
     const log = createLogger();
-    const config = loadConfig(opts.config);
+    const config = opts.fail2banConfig ? fail2banRunConfig(opts.fail2banConfig, opts.config, opts.acceptUnknownActions ?? false, log) : loadConfig(opts.config);
     if (config.files.length === 0) log.info(`no ${opts.config}: running on the embedded defaults (sshd jail)`);
     const daemon = new Daemon(config, { log, dryRun: opts.dryRun ?? false, stdin: opts.stdin ?? false, flushOnExit: opts.flushOnExit ?? false });
     const control = new ControlServer(config.controlSocket, (req) => handleControl(daemon, req.cmd, req.args ?? {}), log);
@@ -96,6 +102,33 @@ async function handleControl(daemon: Daemon, cmd: string, args: Record<string, u
     default:
       throw new UsageError(`unknown control command "${cmd}"`);
   }
+}
+
+program
+  .command('import-fail2ban')
+  .description('convert a fail2ban configuration (jails, their filters and options) into a Portcullis configuration, listing what cannot be carried over')
+  .argument('[dir]', 'fail2ban configuration directory', '/etc/fail2ban')
+  .option('--out <dir>', 'write portcullis.yaml there (default: print it)')
+  .option('--accept-unknown-actions', 'keep jails whose fail2ban actions have no equivalent, with the default enforcer')
+  .action((dir: string, opts: { out?: string; acceptUnknownActions?: boolean }) => {
+    const result = importFail2ban(dir, { acceptUnknownActions: opts.acceptUnknownActions ?? false });
+    if (opts.out) {
+      mkdirSync(opts.out, { recursive: true });
+      writeFileSync(join(opts.out, 'portcullis.yaml'), result.yaml);
+      process.stderr.write(`wrote ${join(opts.out, 'portcullis.yaml')}\n`);
+    } else {
+      process.stdout.write(result.yaml);
+    }
+    const enabled = result.imported.jails.filter((j) => j.enabled && !result.skipped.includes(j.name)).map((j) => j.name);
+    process.stderr.write(`imported ${enabled.length} enabled jail(s): ${enabled.join(', ') || 'none'}\n`);
+    if (result.report.length) process.stderr.write(`not carried over:\n${result.report.map((r) => `  ${r}`).join('\n')}\n`);
+  });
+
+function fail2banRunConfig(dir: string, configPath: string, acceptUnknownActions: boolean, log: { info(message: string): void }): Config {
+  const own = existsSync(configPath) ? [{ file: configPath, text: readFileSync(configPath, 'utf8') }] : [];
+  const { config, report } = configFromFail2ban(dir, own, { acceptUnknownActions });
+  for (const r of report) log.info(`fail2ban import: ${r}`);
+  return config;
 }
 
 program
@@ -191,7 +224,7 @@ program
 program
   .command('test-filter')
   .description('run one filter over a log file and count what it matches (like fail2ban-regex)')
-  .argument('<filter>', 'built-in filter name')
+  .argument('<filter>', 'built-in filter name, or a fail2ban filter: fail2ban:NAME[option=value,…] or FILE.conf[option=value,…]')
   .argument('<logfile>', 'log file')
   .option('--json', 'one JSON object per matched line')
   .option('--program <name...>', 'extra syslog program names to offer to the filter')
@@ -220,6 +253,7 @@ program
     w(`Addresses: ${addrs.length}`);
     for (const [a, n] of addrs.slice(0, 20)) w(`  ${String(n).padStart(8)}  ${a}`);
     if (addrs.length > 20) w(`  … and ${addrs.length - 20} more (use --json)`);
+    if (filter instanceof Fail2banFilter) w(`\n${formatFail2banSummary(filter, report.seconds)}`);
   });
 
 program

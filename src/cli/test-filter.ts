@@ -3,6 +3,10 @@ import { builtinFilters, createFilter } from '../filters/index.js';
 import { UsageError } from '../core/errors.js';
 import { EnvelopeParser } from '../sources/envelope.js';
 import { readLines } from '../sources/read-lines.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createFail2banFilter, FAIL2BAN_PREFIX, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
+import { DEFAULT_FAIL2BAN_DIR } from '../fail2ban/filter-reader.js';
 
 /** `test-filter`: one filter over one file, counted like fail2ban-regex does. */
 
@@ -28,10 +32,13 @@ export interface FilterReport {
   seconds: number;
 }
 
+/** A built-in filter, or a fail2ban filter: `fail2ban:NAME[opts]`, a filter file path, or a name only fail2ban has. */
 export function resolveFilter(name: string): Filter {
   const f = createFilter(name);
-  if (!f) throw new UsageError(`unknown filter "${name}"; built-in filters: ${[...builtinFilters.keys()].join(', ')}`);
-  return f;
+  if (f) return f;
+  if (isFail2banFilterSpec(name)) return createFail2banFilter(name);
+  if (existsSync(join(DEFAULT_FAIL2BAN_DIR, 'filter.d', `${name}.conf`))) return createFail2banFilter(`${FAIL2BAN_PREFIX}${name}`);
+  throw new UsageError(`unknown filter "${name}"; built-in filters: ${[...builtinFilters.keys()].join(', ')}; or a fail2ban filter as fail2ban:NAME[option=value] or a path to its .conf`);
 }
 
 export async function testFilter(
@@ -55,7 +62,7 @@ export async function testFilter(
     report.matched++;
     report.byPattern[m.pattern] = (report.byPattern[m.pattern] ?? 0) + 1;
     if (m.address !== null) report.byAddress[m.address] = (report.byAddress[m.address] ?? 0) + 1;
-    options.onMatch?.({ line: n, time: new Date(line.time).toISOString(), address: m.address, user: m.user, filter: filter.name, kind: m.kind });
+    options.onMatch?.({ line: n, time: new Date(m.time ?? line.time).toISOString(), address: m.address, user: m.user, filter: filter.name, kind: m.kind });
   });
   report.seconds = Number(process.hrtime.bigint() - started) / 1e9;
   return report;

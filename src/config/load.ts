@@ -7,6 +7,7 @@ import { parseNetwork, type Network } from '../core/address.js';
 import { DURATION_HELP, parseBantime, parseDuration } from '../core/duration.js';
 import { ConfigError, ConfigErrors } from '../core/errors.js';
 import { builtinFilters } from '../filters/index.js';
+import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { BUILTIN_JAILS, RECIDIVE_JAIL, DEFAULT_BANTIME, DEFAULT_FINDTIME, DEFAULT_MAXRETRY } from './builtin-jails.js';
 import { configSchema } from './schema.js';
 import { allowlistOf, dnsOf, limitsOf, type DnsOptions } from './network-defences.js';
@@ -331,7 +332,19 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
       continue;
     }
     for (const f of filters) {
-      if (!builtinFilters.has(f)) fail('filters', `unknown filter "${f}"; built-in filters: ${[...builtinFilters.keys()].join(', ')}`);
+      if (builtinFilters.has(f)) continue;
+      if (!isFail2banFilterSpec(f)) {
+        fail('filters', `unknown filter "${f}"; built-in filters: ${[...builtinFilters.keys()].join(', ')}; or a fail2ban filter as fail2ban:NAME[option=value] or /path/to/filter.conf[option=value]`);
+        continue;
+      }
+      // Loaded now so a missing file or an untranslatable regex stops `check` and the daemon at start.
+      if (enabled) {
+        try {
+          createFail2banFilter(f);
+        } catch (e) {
+          fail('filters', `fail2ban filter "${f}": ${(e as Error).message}`);
+        }
+      }
     }
     const sourcesRaw = (user.sources as Raw[] | undefined) ?? builtin?.sources;
     const failAt = (path: string[], message: string): void => {

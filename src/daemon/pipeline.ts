@@ -9,6 +9,7 @@ import { SiegeDetector, type SiegeTransition } from '../detectors/siege.js';
 import { LongWindowDetector, type LongWindowTrip } from '../detectors/spray.js';
 import { programMatches, type Filter } from '../filters/filter.js';
 import { createFilter } from '../filters/index.js';
+import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { Allowlist, type AllowlistEntry, type AllowlistResolver } from '../policy/allowlist.js';
 import { ALL_JAILS, BanCounts, describeGrowth, grownBantime } from '../policy/bantime.js';
 import type { FailureRow } from '../state/store.js';
@@ -182,7 +183,7 @@ export class Pipeline {
   /** One instance per filter name in this pipeline, shared by the jails using it. */
   private filterInstance(name: string): Filter | null {
     let f = this.filters.get(name);
-    if (f === undefined) this.filters.set(name, (f = createFilter(name)));
+    if (f === undefined) this.filters.set(name, (f = createFilter(name) ?? (isFail2banFilterSpec(name) ? createFail2banFilter(name) : null)));
     return f;
   }
 
@@ -237,7 +238,7 @@ export class Pipeline {
       const stats = this.filterStats.get(entry.filter.name)!;
       stats.matched++;
       stats.byPattern.set(m.pattern, (stats.byPattern.get(m.pattern) ?? 0) + 1);
-      const event: Event = { time: line.time, service: entry.filter.service, kind: m.kind, address: m.address, user: m.user, filter: entry.filter.name, pattern: m.pattern, line };
+      const event: Event = { time: m.time ?? line.time, service: entry.filter.service, kind: m.kind, address: m.address, user: m.user, filter: entry.filter.name, pattern: m.pattern, line };
       if (m.repeat) event.repeat = true;
       this.options.onEvent?.(event);
       if (m.kind === 'health' || m.address === null) {

@@ -16,6 +16,11 @@ export interface FilterMatch {
    * but not counted again, so maxretry means attempts, not lines.
    */
   repeat?: boolean;
+  /**
+   * When the filter reads the time itself (fail2ban filters find the date in the
+   * line with their own datepattern): ms since the epoch, used instead of line.time.
+   */
+  time?: number;
 }
 
 /**

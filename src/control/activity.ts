@@ -1,0 +1,323 @@
+import { addressFamily, prefixOf } from '../core/address.js';
+import type { Decision, Event } from '../core/types.js';
+import type { Daemon } from '../daemon/daemon.js';
+import type { JailConfig } from '../config/load.js';
+import { pathMatcher } from '../sources/glob.js';
+
+/**
+ * What the dashboard and /metrics show beyond the daemon's own status: counts
+ * of matched lines and decisions, per-minute series for the last day, recent
+ * events, top offenders, and dropped traffic sampled from the firewall's
+ * counters. Everything is bounded: fixed rings of minute buckets, a capped
+ * recent list, and an offender table pruned by age and size.
+ */
+
+const MINUTE = 60_000;
+const DAY_MINUTES = 1440;
+const RECENT_MAX = 500;
+const HEALTH_MAX = 100;
+const OFFENDERS_MAX = 50_000;
+const LINE_MAX = 1000;
+
+/** Per-minute counts for the last day, in a ring indexed by minute number. */
+class MinuteRing {
+  private readonly counts = new Float64Array(DAY_MINUTES);
+  private readonly stamps = new Float64Array(DAY_MINUTES).fill(-1);
+
+  add(time: number, n = 1): void {
+    const minute = Math.floor(time / MINUTE);
+    const i = minute % DAY_MINUTES;
+    if (this.stamps[i] !== minute) {
+      this.stamps[i] = minute;
+      this.counts[i] = 0;
+    }
+    this.counts[i]! += n;
+  }
+
+  /** Counts for the `n` minutes ending with `lastMinute`, aggregated `step` minutes per point. */
+  values(lastMinute: number, n: number, step: number): number[] {
+    const out: number[] = [];
+    for (let start = lastMinute - n + 1; start <= lastMinute; start += step) {
+      let sum = 0;
+      for (let m = start; m < start + step; m++) {
+        const i = ((m % DAY_MINUTES) + DAY_MINUTES) % DAY_MINUTES;
+        if (this.stamps[i] === m) sum += this.counts[i]!;
+      }
+      out.push(sum);
+    }
+    return out;
+  }
+}
+
+export interface RecentEvent {
+  time: string;
+  seen: string;
+  kind: string;
+  service: string;
+  filter: string;
+  pattern: string;
+  address: string | null;
+  user: string | null;
+  jails: string[];
+  source: string;
+  line: string;
+}
+
+export interface Series {
+  range: '1h' | '1d';
+  /** Seconds since the epoch of each point (start of its interval). */
+  times: number[];
+  stepSeconds: number;
+  failures: Record<string, number[]>;
+  bans: number[];
+  unbans: number[];
+  dropped: Record<string, number[]>;
+}
+
+interface Offender {
+  failures: number;
+  bans: number;
+  last: number;
+  jails: Set<string>;
+}
+
+export class Activity {
+  readonly matched = new Map<string, number>(); // `filter\0kind`
+  readonly health = new Map<string, number>(); // `filter\0pattern`
+  readonly decisions = new Map<string, number>(); // `jail\0action`
+  /** Seconds between a line's own time and its processing, per source (last matched line). */
+  readonly lagSeconds = new Map<string, number>();
+  private readonly failures = new Map<string, MinuteRing>();
+  private readonly bans = new MinuteRing();
+  private readonly unbans = new MinuteRing();
+  private readonly dropped = new Map<string, MinuteRing>();
+  private lastCounters = new Map<string, number>();
+  // Kept as seen and formatted only when asked for: a flood costs no string building.
+  private readonly recent: Seen[] = [];
+  private readonly healthEvents: Seen[] = [];
+  private readonly offenders = new Map<string, Offender>();
+  private readonly jailsOfFilter = new Map<string, Array<{ jail: string; accepts: (source: string) => boolean }>>();
+  /** `filter\0source` → jails; sources are few, but a glob may add files: bounded. */
+  private readonly jailsCache = new Map<string, string[]>();
+  private counterTimer: NodeJS.Timeout | null = null;
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(private readonly daemon: Daemon, jails: readonly JailConfig[], private readonly now: () => number = Date.now) {
+    for (const j of jails) {
+      if (!j.enabled) continue;
+      const files = j.sources.flatMap((s) => (s.kind === 'file' ? s.paths.map(pathMatcher) : []));
+      const other = j.sources.some((s) => s.kind !== 'file');
+      // A jail sees a line from a file it follows, or from any non-file source it reads.
+      const accepts = (source: string): boolean => (source.startsWith('file:') ? files.some((m) => m(source.slice(5))) : other || files.length === 0);
+      for (const f of j.filters) {
+        const list = this.jailsOfFilter.get(f) ?? [];
+        list.push({ jail: j.name, accepts });
+        this.jailsOfFilter.set(f, list);
+      }
+    }
+    this.seedFromHistory();
+    const onEvent = (e: Event): void => this.onEvent(e);
+    const onDecision = (d: Decision): void => this.onDecision(d);
+    daemon.events.on('event', onEvent);
+    daemon.events.on('decision', onDecision);
+    this.listeners.push(() => daemon.events.off('event', onEvent), () => daemon.events.off('decision', onDecision));
+  }
+
+  /** Starts sampling the firewall's drop counters (for the dropped-traffic series). */
+  startSampling(intervalMs = 15_000): void {
+    const sample = (): void => void this.sampleCounters();
+    sample();
+    this.counterTimer = setInterval(sample, intervalMs);
+    this.counterTimer.unref();
+  }
+
+  stop(): void {
+    if (this.counterTimer) clearInterval(this.counterTimer);
+    this.counterTimer = null;
+    for (const off of this.listeners.splice(0)) off();
+  }
+
+  /** Which jails counted this event (a filter may serve several jails, on different files). */
+  jailsOf(e: Event): string[] {
+    const key = `${e.filter}\0${e.line.source}`;
+    let jails = this.jailsCache.get(key);
+    if (jails) return jails;
+    const candidates = this.jailsOfFilter.get(e.filter) ?? [];
+    const hit = candidates.filter((c) => c.accepts(e.line.source)).map((c) => c.jail);
+    jails = hit.length ? hit : candidates.map((c) => c.jail);
+    if (this.jailsCache.size >= 4096) this.jailsCache.clear();
+    this.jailsCache.set(key, jails);
+    return jails;
+  }
+
+  private onEvent(e: Event): void {
+    const now = this.now();
+    bump(this.matched, `${e.filter}\0${e.kind}`);
+    if (e.line.timeFromLine) this.lagSeconds.set(e.line.source, Math.max(0, (now - e.time) / 1000));
+    const jails = this.jailsOf(e);
+    const seen: Seen = { event: e, at: now, jails };
+    push(this.recent, seen, RECENT_MAX);
+    if (e.kind === 'health') {
+      bump(this.health, `${e.filter}\0${e.pattern}`);
+      push(this.healthEvents, seen, HEALTH_MAX);
+      return;
+    }
+    // Charted by arrival: a live view of what the daemon is fighting now, whatever the lines' own clocks say.
+    for (const j of jails) ring(this.failures, j).add(now);
+    if (e.address !== null) {
+      const o = this.offender(e.address, now);
+      o.failures++;
+      for (const j of jails) o.jails.add(j);
+    }
+  }
+
+  private onDecision(d: Decision): void {
+    bump(this.decisions, `${d.jail}\0${d.action}`);
+    const now = this.now();
+    if (d.action === 'ban') {
+      this.bans.add(now);
+      if (!d.target.includes('/')) {
+        const o = this.offender(d.target, now);
+        o.bans++;
+        o.jails.add(d.jail);
+      }
+    } else if (d.action === 'unban') {
+      this.unbans.add(now);
+    }
+  }
+
+  /** Bans and unbans of the last day from the database, so a restart does not blank the chart. */
+  private seedFromHistory(): void {
+    const since = this.now() - DAY_MINUTES * MINUTE;
+    for (const b of this.daemon.store.history({ limit: 100_000 })) {
+      if (b.time >= since) this.bans.add(b.time);
+      if (b.liftedAt !== null && b.liftedAt >= since) this.unbans.add(b.liftedAt);
+      if (b.time < since && (b.liftedAt === null || b.liftedAt < since)) break;
+    }
+  }
+
+  private offender(address: string, now: number): Offender {
+    let o = this.offenders.get(address);
+    if (!o) {
+      if (this.offenders.size >= OFFENDERS_MAX) this.pruneOffenders(now);
+      o = { failures: 0, bans: 0, last: now, jails: new Set() };
+      this.offenders.set(address, o);
+    }
+    o.last = now;
+    return o;
+  }
+
+  private pruneOffenders(now: number): void {
+    for (const [a, o] of this.offenders) if (o.last < now - DAY_MINUTES * MINUTE) this.offenders.delete(a);
+    if (this.offenders.size < OFFENDERS_MAX) return;
+    // Still full of fresh addresses (a spray): keep the heavier half.
+    const sorted = [...this.offenders].sort((a, b) => b[1].failures + b[1].bans - (a[1].failures + a[1].bans));
+    this.offenders.clear();
+    for (const [a, o] of sorted.slice(0, OFFENDERS_MAX / 2)) this.offenders.set(a, o);
+  }
+
+  async sampleCounters(): Promise<void> {
+    const counters = await this.daemon.enforcerCounters();
+    const now = this.now();
+    const next = new Map<string, number>();
+    for (const c of counters) next.set(c.jail, (next.get(c.jail) ?? 0) + c.packets);
+    for (const [jail, packets] of next) {
+      const before = this.lastCounters.get(jail);
+      // The first sample is the baseline; a counter that went down was reset (firewall rebuilt).
+      if (before !== undefined) ring(this.dropped, jail).add(now, packets >= before ? packets - before : packets);
+      else ring(this.dropped, jail);
+    }
+    this.lastCounters = next;
+  }
+
+  series(range: '1h' | '1d'): Series {
+    const minutes = range === '1h' ? 60 : DAY_MINUTES;
+    const step = range === '1h' ? 1 : 10;
+    const last = Math.floor(this.now() / MINUTE);
+    const times: number[] = [];
+    for (let m = last - minutes + 1; m <= last; m += step) times.push(m * 60);
+    const per = (rings: Map<string, MinuteRing>): Record<string, number[]> =>
+      Object.fromEntries([...rings].sort(([a], [b]) => a.localeCompare(b)).map(([k, r]) => [k, r.values(last, minutes, step)]));
+    return {
+      range, times, stepSeconds: step * 60,
+      failures: per(this.failures),
+      bans: this.bans.values(last, minutes, step),
+      unbans: this.unbans.values(last, minutes, step),
+      dropped: per(this.dropped),
+    };
+  }
+
+  recentEvents(limit = 100, kind?: string): RecentEvent[] {
+    const list = kind ? this.recent.filter((s) => s.event.kind === kind) : this.recent.slice(-RECENT_MAX);
+    return list.slice(-limit).reverse().map(recentJson);
+  }
+
+  healthLog(limit = 50): RecentEvent[] {
+    return this.healthEvents.slice(-Math.min(limit, HEALTH_MAX)).reverse().map(recentJson);
+  }
+
+  /** Addresses and networks (/24 for IPv4, /64 for IPv6) with the most failures and bans over the last day. */
+  top(limit = 10): { addresses: TopEntry[]; networks: TopEntry[] } {
+    const since = this.now() - DAY_MINUTES * MINUTE;
+    const nets = new Map<string, TopEntry & { members: Set<string> }>();
+    const addresses: TopEntry[] = [];
+    for (const [address, o] of this.offenders) {
+      if (o.last < since) continue;
+      const jails = [...o.jails].sort();
+      addresses.push({ key: address, failures: o.failures, bans: o.bans, jails, last: new Date(o.last).toISOString() });
+      const net = prefixOf(address, addressFamily(address) === 4 ? 24 : 64);
+      let n = nets.get(net);
+      if (!n) nets.set(net, (n = { key: net, failures: 0, bans: 0, jails: [], last: '', addresses: 0, members: new Set() }));
+      n.failures += o.failures;
+      n.bans += o.bans;
+      n.members.add(address);
+      n.addresses = n.members.size;
+      for (const j of jails) if (!n.jails.includes(j)) n.jails.push(j);
+      const iso = new Date(o.last).toISOString();
+      if (iso > n.last) n.last = iso;
+    }
+    const rank = (a: TopEntry, b: TopEntry): number => b.failures + b.bans * 10 - (a.failures + a.bans * 10) || a.key.localeCompare(b.key);
+    return {
+      addresses: addresses.sort(rank).slice(0, limit),
+      networks: [...nets.values()].map(({ members: _m, ...rest }) => rest).sort(rank).slice(0, limit),
+    };
+  }
+}
+
+export interface TopEntry {
+  key: string;
+  failures: number;
+  bans: number;
+  jails: string[];
+  last: string;
+  addresses?: number;
+}
+
+function bump(map: Map<string, number>, key: string, n = 1): void {
+  map.set(key, (map.get(key) ?? 0) + n);
+}
+
+interface Seen {
+  event: Event;
+  at: number;
+  jails: string[];
+}
+
+export function recentJson({ event: e, at, jails }: Seen): RecentEvent {
+  return {
+    time: new Date(e.time).toISOString(), seen: new Date(at).toISOString(), kind: e.kind, service: e.service, filter: e.filter, pattern: e.pattern,
+    address: e.address, user: e.user, jails, source: e.line.source, line: e.line.raw.length > LINE_MAX ? `${e.line.raw.slice(0, LINE_MAX)}…` : e.line.raw,
+  };
+}
+
+/** Appends, trimming to `max` only when twice as long (amortised O(1) under a flood). */
+function push<T>(list: T[], item: T, max: number): void {
+  list.push(item);
+  if (list.length >= 2 * max) list.splice(0, list.length - max);
+}
+
+function ring(map: Map<string, MinuteRing>, key: string): MinuteRing {
+  let r = map.get(key);
+  if (!r) map.set(key, (r = new MinuteRing()));
+  return r;
+}
