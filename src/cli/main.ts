@@ -98,7 +98,8 @@ async function handleControl(daemon: Daemon, cmd: string, args: Record<string, u
       return made.map(decisionJson);
     }
     case 'ping':
-      return 'pong';
+      // The socket answers during a long start (restoring bans) too; `pong` means the sources are open.
+      return daemon.running ? 'pong' : 'starting';
     default:
       throw new UsageError(`unknown control command "${cmd}"`);
   }

@@ -60,6 +60,8 @@ export interface Decision {
   time: number;
   /** When the ban ends (ms since epoch), null when permanent or not applicable. */
   until: number | null;
+  /** How long the ban was given for (ms; null when permanent), when the deciding node knows it. */
+  duration?: number | null;
   reason: string;
   /** Node that made the decision (host name, or `local`/`cli`). */
   origin: string;

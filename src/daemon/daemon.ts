@@ -146,6 +146,9 @@ export class Daemon {
     this.fleet = config.fleet ? new Fleet(config.fleet, this, log) : null;
   }
 
+  /** True once every source is open: lines appended from now on are seen. */
+  running = false;
+
   async start(): Promise<void> {
     const log = this.options.log;
     const now = Date.now();
@@ -170,6 +173,7 @@ export class Daemon {
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
     this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - keepFailures), 3_600_000));
     this.fleet?.start();
+    this.running = true;
     this.events.emit('started');
     log.info(`started: ${this.pipeline.jails.size} jail(s) [${[...this.pipeline.jails.keys()].join(', ')}], ${this.sources.length} source(s), state in ${this.store.path}`);
   }

@@ -299,7 +299,7 @@ export class Pipeline {
     const duration = grownBantime(base, growth, previous, target);
     const start = this.options.mode === 'replay' ? time : this.now();
     this.ban(jail, {
-      action: 'ban', target, jail: config.name, time, until: duration === null ? null : start + duration,
+      action: 'ban', target, jail: config.name, time, until: duration === null ? null : start + duration, duration,
       reason: previous > 0 ? `${reason}; banned ${previous} time(s) before, so ${formatDuration(duration)}` : reason,
       origin: this.options.origin, evidence,
       ...(config.ports ? { ports: config.ports } : {}), protocol: config.protocol,

@@ -117,7 +117,10 @@ export async function closeNotifiers(notifiers: readonly Notifier[], log: Logger
  */
 export function banDuration(n: DecisionNotice): string {
   const d = n.decision;
-  return d.until === null ? 'permanent' : formatDuration(Math.max(0, Math.round((d.until - n.time) / 1000) * 1000));
+  if (d.until === null) return 'permanent';
+  // The time left shrinks while a notice waits; the granted duration does not.
+  if (d.duration !== undefined && d.duration !== null) return formatDuration(d.duration);
+  return formatDuration(Math.max(0, Math.round((d.until - n.time) / 1000) * 1000));
 }
 
 /** One line for a notice: what digests list and chat messages say. */
