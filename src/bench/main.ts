@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { printSection, type BenchSection } from './report.js';
+import { manyAttackers } from './many-attackers.js';
 import { throughput } from './throughput.js';
 
 /**
@@ -13,6 +14,7 @@ import { throughput } from './throughput.js';
 
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   throughput,
+  'many-attackers': manyAttackers,
 };
 
 async function main(): Promise<void> {

@@ -1,5 +1,3 @@
-import { isIPv4, isIPv6 } from 'node:net';
-
 /**
  * One canonical form for addresses and networks (DESIGN.md): IPv4-mapped IPv6
  * becomes IPv4, IPv6 is compressed lower-case (RFC 5952), zone ids are dropped.
@@ -20,11 +18,130 @@ export function canonicalAddress(text: string): string | null {
   if (s.length > 2 && s.charCodeAt(0) === 91 /* [ */ && s.charCodeAt(s.length - 1) === 93) s = s.slice(1, -1);
   const zone = s.indexOf('%');
   if (zone >= 0) s = s.slice(0, zone);
-  if (isIPv4(s)) return s;
-  if (!isIPv6(s)) return null;
-  const value = ipv6ToBigInt(s);
-  if (value >> 32n === 0xffffn) return bigIntToIPv4(value & 0xffffffffn);
-  return bigIntToIPv6(value);
+  if (parseIPv4(s, 0, s.length) >= 0) return s;
+  if (!parseIPv6(s, GROUPS)) return null;
+  if (isMappedIPv4(GROUPS)) return `${GROUPS[6]! >>> 8}.${GROUPS[6]! & 255}.${GROUPS[7]! >>> 8}.${GROUPS[7]! & 255}`;
+  return formatIPv6Groups(GROUPS);
+}
+
+/**
+ * The address as an unsigned 32-bit number, or -1 when s[start,end) is not a
+ * dotted quad (four decimal octets, no leading zeros, as node:net's isIPv4).
+ * Hand-written: it runs for every address a filter reports.
+ */
+export function parseIPv4(s: string, start: number, end: number): number {
+  let value = 0;
+  let octets = 0;
+  let i = start;
+  while (octets < 4) {
+    const first = i;
+    let octet = 0;
+    while (i < end) {
+      const c = s.charCodeAt(i);
+      if (c < 48 || c > 57) break;
+      octet = octet * 10 + c - 48;
+      i++;
+    }
+    const digits = i - first;
+    if (digits === 0 || digits > 3 || octet > 255 || (digits > 1 && s.charCodeAt(first) === 48)) return -1;
+    value = value * 256 + octet;
+    octets++;
+    if (octets < 4) {
+      if (s.charCodeAt(i) !== 46 || i >= end) return -1;
+      i++;
+    }
+  }
+  return i === end ? value : -1;
+}
+
+/** Scratch space for parseIPv6 on the hot path (single-threaded: never held across calls). */
+const GROUPS = new Uint16Array(8);
+
+/** Parses an IPv6 address (`::` compression and a trailing dotted quad allowed) into eight 16-bit groups. */
+export function parseIPv6(s: string, groups: Uint16Array): boolean {
+  const n = s.length;
+  if (n < 2 || n > 45) return false;
+  let count = 0;
+  let gap = -1;
+  let i = 0;
+  if (s.charCodeAt(0) === 58 /* : */) {
+    if (s.charCodeAt(1) !== 58) return false;
+    gap = 0;
+    i = 2;
+    if (i === n) { groups.fill(0); return true; }
+  }
+  while (i < n) {
+    if (count === 8) return false;
+    let value = 0;
+    let digits = 0;
+    const start = i;
+    while (i < n && digits <= 4) {
+      const c = s.charCodeAt(i);
+      const h = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      if (h < 0) break;
+      value = value * 16 + h;
+      digits++;
+      i++;
+    }
+    if (i < n && s.charCodeAt(i) === 46 /* . */) {
+      // A dotted quad ends the address and fills two groups.
+      if (count > 6) return false;
+      const v4 = parseIPv4(s, start, n);
+      if (v4 < 0) return false;
+      groups[count++] = v4 >>> 16;
+      groups[count++] = v4 & 0xffff;
+      i = n;
+      break;
+    }
+    if (digits === 0 || digits > 4) return false;
+    groups[count++] = value;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== 58) return false;
+    i++;
+    if (s.charCodeAt(i) === 58) {
+      if (gap >= 0) return false;
+      gap = count;
+      i++;
+      if (i === n) break;
+    } else if (i === n) {
+      return false;
+    }
+  }
+  if (gap < 0) return count === 8;
+  if (count === 8) return false;
+  // Move the groups after the gap to the end and zero the gap.
+  const tail = count - gap;
+  for (let k = 0; k < tail; k++) groups[7 - k] = groups[count - 1 - k]!;
+  for (let k = gap; k < 8 - tail; k++) groups[k] = 0;
+  return true;
+}
+
+function isMappedIPv4(g: Uint16Array): boolean {
+  return g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff;
+}
+
+/** RFC 5952 text: lower case, the longest run (first if tied) of two or more zero groups compressed. */
+function formatIPv6Groups(g: Uint16Array): string {
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  let out = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      out += i === 0 ? '::' : ':';
+      i += bestLen - 1;
+      continue;
+    }
+    out += g[i]!.toString(16);
+    if (i < 7) out += ':';
+  }
+  return out;
 }
 
 export function addressFamily(address: string): Family {
@@ -89,8 +206,7 @@ function mask(family: Family, prefix: number): bigint {
 }
 
 function ipv4ToBigInt(s: string): bigint {
-  const p = s.split('.');
-  return BigInt(((+p[0]! << 24) >>> 0) + (+p[1]! << 16) + (+p[2]! << 8) + +p[3]!);
+  return BigInt(parseIPv4(s, 0, s.length));
 }
 
 function bigIntToIPv4(v: bigint): string {
@@ -99,42 +215,13 @@ function bigIntToIPv4(v: bigint): string {
 }
 
 function ipv6ToBigInt(s: string): bigint {
-  let text = s.toLowerCase();
-  // Embedded dotted quad at the end (::ffff:1.2.3.4, 64:ff9b::1.2.3.4).
-  const lastColon = text.lastIndexOf(':');
-  const tail = text.slice(lastColon + 1);
-  if (tail.includes('.')) {
-    const v4 = Number(ipv4ToBigInt(tail));
-    text = `${text.slice(0, lastColon + 1)}${(v4 >>> 16).toString(16)}:${(v4 & 0xffff).toString(16)}`;
-  }
-  const dbl = text.indexOf('::');
-  let groups: string[];
-  if (dbl >= 0) {
-    const head = text.slice(0, dbl) ? text.slice(0, dbl).split(':') : [];
-    const rest = text.slice(dbl + 2) ? text.slice(dbl + 2).split(':') : [];
-    groups = [...head, ...Array<string>(8 - head.length - rest.length).fill('0'), ...rest];
-  } else {
-    groups = text.split(':');
-  }
-  let v = 0n;
-  for (const g of groups) v = (v << 16n) | BigInt(parseInt(g, 16));
-  return v;
+  const g = new Uint16Array(8);
+  parseIPv6(s, g);
+  return (BigInt(g[0]! * 0x10000 + g[1]!) << 96n) | (BigInt(g[2]! * 0x10000 + g[3]!) << 64n) | (BigInt(g[4]! * 0x10000 + g[5]!) << 32n) | BigInt(g[6]! * 0x10000 + g[7]!);
 }
 
 function bigIntToIPv6(v: bigint): string {
-  const groups: number[] = [];
-  for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (first if tied) of two or more zero groups.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  const g = new Uint16Array(8);
+  for (let i = 7; i >= 0; i--) g[7 - i] = Number((v >> BigInt(i * 16)) & 0xffffn);
+  return formatIPv6Groups(g);
 }

@@ -137,6 +137,7 @@ export class Daemon {
       allowlist: config.allowlist ?? [], allowlistResolver: this.kernel.resolver,
       jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e),
       banCounts: (target, jail) => this.store.banCount(target, jail), onNotice: (m) => log.warn(m),
+      evidenceFor: (jail, address, limit) => this.store.failureLines(jail, address, limit),
     });
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
     this.kernel.useEnforcers(jails, assignments);

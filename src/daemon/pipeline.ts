@@ -32,6 +32,13 @@ export interface PipelineOptions {
   globalIgnore: readonly Network[];
   /** `replay`: bans end at line time + bantime; `live`: at wall clock + bantime. */
   mode: 'replay' | 'live';
+  /**
+   * The newest `limit` persisted failure lines of an address in a jail (the daemon's database):
+   * when given, counters keep no lines and a ban's evidence is read back from here.
+   */
+  evidenceFor?: (jail: string, address: string, limit: number) => string[];
+  /** Hand out pending failures for the state database (default true; replay keeps no state). */
+  persistFailures?: boolean;
   now?: () => number;
   origin: string;
   /** Treat the host's own addresses as allowlisted (always in live use; tests may turn it off). */
@@ -53,6 +60,8 @@ export interface PipelineOutput {
   failuresAdded: FailureRow[];
   failuresCleared: Array<{ jail: string; address: string }>;
 }
+
+const EMPTY_OUTPUT: PipelineOutput = Object.freeze({ decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: Object.freeze([]) as unknown as FailureRow[], failuresCleared: Object.freeze([]) as unknown as PipelineOutput['failuresCleared'] });
 
 export interface JailStats {
   failures: number;
@@ -142,18 +151,21 @@ export class Pipeline {
   private readonly recidive: JailRuntime | null;
   private siegesActive = 0;
   private out: PipelineOutput = { decisions: [], failuresAdded: [], failuresCleared: [] };
+  private readonly persistFailures: boolean;
   linesProcessed = 0;
   linesMatched = 0;
 
   constructor(private readonly options: PipelineOptions) {
     this.now = options.now ?? Date.now;
     this.counts = new BanCounts(options.banCounts ?? null);
+    this.persistFailures = options.persistFailures ?? true;
     for (const config of options.jails) {
       const limits: JailLimits = { maxretry: config.maxretry, findtime: config.findtime };
       this.jails.set(config.name, {
         config,
         limits,
-        counter: new FailureCounter(limits),
+        // With a database to read evidence from, lines are not held per address (a botnet makes millions).
+        counter: new FailureCounter(limits, { keepLines: options.evidenceFor === undefined || config.name === RECIDIVE_JAIL }),
         allowlist: new Allowlist([...options.globalIgnore, ...config.ignoreip], {
           includeHost: options.includeHostAddresses ?? true, entries: [...(options.allowlist ?? []), ...(config.allowlist ?? [])], resolver: options.allowlistResolver,
         }),
@@ -270,19 +282,28 @@ export class Pipeline {
     if (jail.prefixBanCount > 0 && this.coveringPrefixBan(jail, address) !== null) return;
     const trip = jail.counter.record(address, ev.time, ev.line.raw);
     if (trip === null) {
-      this.out.failuresAdded.push({ jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
+      if (this.persistFailures) this.out.failuresAdded.push({ jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
       if (jail.longWindow !== null) {
         for (const t of jail.longWindow.record(address, ev.user, ev.time)) this.banLongWindow(jail, t, ev);
       }
       return;
     }
-    this.out.failuresCleared.push({ jail: jail.config.name, address });
+    if (this.persistFailures) this.out.failuresCleared.push({ jail: jail.config.name, address });
     jail.longWindow?.forget(address);
     const { config } = jail;
     const sieged = jail.siege?.active ? `; siege: maxretry ${jail.limits.maxretry}` : '';
     this.banFor(jail, address, ev.time,
       `${trip.failures} failure${trip.failures === 1 ? '' : 's'} within ${formatDuration(config.findtime)} (last: ${ev.kind} by ${ev.filter}${ev.user ? `, user ${JSON.stringify(ev.user)}` : ''})${sieged}`,
-      trip.evidence, this.jailBantime(jail));
+      trip.evidence.length > 0 ? trip.evidence : this.evidenceOf(jail, address, trip.failures, ev.line.raw), this.jailBantime(jail));
+  }
+
+  /** A trip's lines when the counter keeps none: committed ones from the database, then this batch's, then the last. */
+  private evidenceOf(jail: JailRuntime, address: string, failures: number, last: string): string[] {
+    const name = jail.config.name;
+    const lines = this.options.evidenceFor?.(name, address, failures) ?? [];
+    for (const f of this.out.failuresAdded) if (f.address === address && f.jail === name) lines.push(f.line);
+    lines.push(last);
+    return lines.slice(-failures);
   }
 
   /** The jail's base ban time now: a siege may lengthen it. */
@@ -523,6 +544,8 @@ export class Pipeline {
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
   take(): PipelineOutput {
     const out = this.out;
+    // Most lines decide nothing: hand back the same empty output rather than allocate per line.
+    if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;
     this.out = { decisions: [], failuresAdded: [], failuresCleared: [] };
     return out;
   }

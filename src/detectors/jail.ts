@@ -2,10 +2,11 @@
  * Per-address failure counting for one jail: `maxretry` failures within
  * `findtime` → the address is due a ban. Times are the log lines' own times.
  *
- * State lives in a Map whose insertion order is kept equal to "last failure
- * time" order (an entry is re-inserted on every failure), so expiring idle
- * addresses is a walk from the front that stops at the first young entry: no
- * scan over every address, and memory is given back as entries age out.
+ * Expiry walks a FIFO of tracked entries in the order they were created: an
+ * entry at the front that is idle for findtime is dropped, one still active is
+ * moved to the back (at most once per findtime of its life). So a failure
+ * costs one Map lookup — no delete and re-insert — expiry never scans every
+ * address, and memory is given back as addresses age out.
  */
 
 export interface JailLimits {
@@ -14,11 +15,23 @@ export interface JailLimits {
   findtime: number;
 }
 
+/**
+ * One address's pending failures. Kept small, because a botnet makes a
+ * million of them: most addresses fail once, so the first failure is held in
+ * plain fields and arrays appear only from the second. Times are stored
+ * relative to the counter's base so they stay small integers (no boxed doubles).
+ */
 interface Tracked {
-  /** Failure times, oldest first; never more than maxretry entries. */
-  times: number[];
-  lines: string[];
+  address: string;
+  /** Oldest failure in the window: time and line. */
+  time0: number;
+  line0: string;
+  /** Later failures, oldest first (with time0/line0 never more than maxretry), or null. */
+  times: number[] | null;
+  lines: string[] | null;
   last: number;
+  /** When it was put at the back of the queue. */
+  queuedAt: number;
 }
 
 export interface Trip {
@@ -30,35 +43,72 @@ export interface Trip {
 
 export class FailureCounter {
   private readonly tracked = new Map<string, Tracked>();
+  /** Entries in expiry order from `head`; stale ones (forgotten, replaced) are skipped when reached. */
+  private queue: Tracked[] = [];
+  private head = 0;
+  /** Log time all stored times are relative to: the first failure seen. */
+  private base = Number.NaN;
   private newest = 0;
   private lastSweep = 0;
 
-  constructor(private readonly limits: JailLimits) {}
+  private readonly keepLines: boolean;
+
+  /**
+   * With `keepLines: false` the lines are not held (Trip.evidence is empty): the
+   * daemon has them in its database, and a million attackers' lines would not fit.
+   */
+  constructor(private readonly limits: JailLimits, options: { keepLines?: boolean } = {}) {
+    this.keepLines = options.keepLines ?? true;
+  }
 
   /** Records a failure; returns a Trip when the address reached maxretry (its counter is then reset). */
   record(address: string, time: number, line: string): Trip | null {
     const { maxretry, findtime } = this.limits;
-    if (time > this.newest) this.newest = time;
+    if (Number.isNaN(this.base)) this.base = time;
+    const at = time - this.base;
+    if (at > this.newest) this.newest = at;
     let t = this.tracked.get(address);
+    let count: number;
+    if (!this.keepLines) line = '';
     if (t === undefined) {
-      t = { times: [], lines: [], last: time };
+      // A substring would keep its whole log line alive as long as the address is tracked.
+      t = { address: detach(address), time0: at, line0: line, times: null, lines: null, last: at, queuedAt: at };
+      this.tracked.set(address, t);
+      this.queue.push(t);
+      count = 1;
     } else {
-      this.tracked.delete(address);
-      // Drop failures that fell out of the window.
-      let drop = 0;
-      while (drop < t.times.length && t.times[drop]! <= time - findtime) drop++;
-      if (drop) { t.times.splice(0, drop); t.lines.splice(0, drop); }
+      count = this.add(t, at, line, at - findtime, maxretry);
     }
-    t.times.push(time);
-    t.lines.push(line);
-    if (t.times.length > maxretry) { t.times.shift(); t.lines.shift(); }
-    t.last = Math.max(t.last, time);
-    // Sweeping on every failure would rescan the Map's deleted slots each time; a sweep per
-    // 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
-    if (this.newest - this.lastSweep >= findtime / 16) this.expire(this.newest);
-    if (t.times.length >= maxretry) return { address, evidence: t.lines, failures: t.times.length };
-    this.tracked.set(address, t);
-    return null;
+    // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
+    if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
+    if (count < maxretry) return null;
+    this.tracked.delete(address);
+    const evidence = !this.keepLines ? [] : t.lines === null ? [t.line0] : [t.line0, ...t.lines];
+    return { address, evidence, failures: count };
+  }
+
+  /** Adds a failure to a tracked address, dropping those at or before `limit` and beyond maxretry; returns the count. */
+  private add(t: Tracked, at: number, line: string, limit: number, maxretry: number): number {
+    if (t.times === null) {
+      if (t.time0 <= limit) {
+        t.time0 = at;
+        t.line0 = line;
+      } else {
+        t.times = [at];
+        t.lines = [line];
+      }
+    } else {
+      t.times.push(at);
+      t.lines!.push(line);
+    }
+    if (at > t.last) t.last = at;
+    // Promote from the arrays while the oldest is out of the window or there are more than maxretry.
+    while (t.times !== null && (t.time0 <= limit || 1 + t.times.length > maxretry)) {
+      t.time0 = t.times.shift()!;
+      t.line0 = t.lines!.shift()!;
+      if (t.times.length === 0) { t.times = null; t.lines = null; }
+    }
+    return t.times === null ? 1 : 1 + t.times.length;
   }
 
   /** Forgets an address (after a ban, or when it was allowlisted). */
@@ -66,15 +116,35 @@ export class FailureCounter {
     this.tracked.delete(address);
   }
 
-  /** Removes addresses whose last failure is older than findtime before `now`. */
+  /** Removes addresses whose last failure is older than findtime before `now` (log time, ms since the epoch). */
   expire(now: number): number {
+    return Number.isNaN(this.base) ? 0 : this.sweep(now - this.base);
+  }
+
+  private sweep(now: number): number {
     this.lastSweep = now;
     const limit = now - this.limits.findtime;
+    const { queue } = this;
+    const end = queue.length;
     let removed = 0;
-    for (const [address, t] of this.tracked) {
-      if (t.last > limit) break;
-      this.tracked.delete(address);
-      removed++;
+    // Only the entries present now are looked at: one moved to the back is not seen again in this sweep.
+    while (this.head < end) {
+      const t = queue[this.head]!;
+      if (this.tracked.get(t.address) !== t) { this.head++; continue; }
+      // Queued in the window: so is everything behind it.
+      if (t.queuedAt > limit) break;
+      this.head++;
+      if (t.last <= limit) {
+        this.tracked.delete(t.address);
+        removed++;
+      } else {
+        t.queuedAt = now;
+        queue.push(t);
+      }
+    }
+    if (this.head > 1024 && this.head * 2 > queue.length) {
+      this.queue = queue.slice(this.head);
+      this.head = 0;
     }
     return removed;
   }
@@ -85,6 +155,15 @@ export class FailureCounter {
   }
 
   failuresOf(address: string): number {
-    return this.tracked.get(address)?.times.length ?? 0;
+    const t = this.tracked.get(address);
+    return t === undefined ? 0 : t.times === null ? 1 : 1 + t.times.length;
   }
+}
+
+/** A copy of `s` that shares no memory with the string it was cut from (V8 slices strings of 13+ characters by reference). */
+function detach(s: string): string {
+  if (s.length < 13) return s;
+  const codes = new Array<number>(s.length);
+  for (let i = 0; i < s.length; i++) codes[i] = s.charCodeAt(i);
+  return String.fromCharCode(...codes);
 }

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { canonicalAddress, formatNetwork, networkCovers, parseNetwork, type Network } from '../core/address.js';
+import { canonicalAddress, formatNetwork, networkCovers, parseIPv4, parseNetwork, type Network } from '../core/address.js';
 import { DnsClient, DnsError, type DnsLookup } from './dns.js';
 import { expandSpf, foldNested } from './spf.js';
 
@@ -334,9 +334,13 @@ export class Allowlist {
   }
 }
 
-/** Longest-list-first lookup by prefix length: one map probe per distinct prefix length. */
+/**
+ * Lookup by prefix length, shortest first: one map probe per distinct length.
+ * IPv4 works on plain numbers (every failure is checked here: no BigInt on that path).
+ */
 class NetworkIndex {
-  private readonly byFamily: Record<4 | 6, Array<{ mask: bigint; bases: Map<bigint, string> }>> = { 4: [], 6: [] };
+  private readonly v4: Array<{ mask: number; bases: Map<number, string> }> = [];
+  private readonly v6: Array<{ mask: bigint; bases: Map<bigint, string> }> = [];
 
   constructor(networks: readonly AllowedNetwork[]) {
     const grouped: Record<4 | 6, Map<number, Map<bigint, string>>> = { 4: new Map(), 6: new Map() };
@@ -346,21 +350,31 @@ class NetworkIndex {
       if (!bases) byPrefix.set(network.prefix, (bases = new Map()));
       if (!bases.has(network.base)) bases.set(network.base, label);
     }
-    for (const family of [4, 6] as const) {
-      const bits = family === 4 ? 32 : 128;
-      // Fixed entries were added first, and shorter prefixes are tried first: the widest, earliest entry names the match.
-      for (const prefix of [...grouped[family].keys()].sort((a, b) => a - b)) {
-        const all = (1n << BigInt(bits)) - 1n;
-        const mask = all ^ ((1n << BigInt(bits - prefix)) - 1n);
-        this.byFamily[family].push({ mask, bases: grouped[family].get(prefix)! });
-      }
+    // Fixed entries were added first, and shorter prefixes are tried first: the widest, earliest entry names the match.
+    for (const prefix of [...grouped[4].keys()].sort((a, b) => a - b)) {
+      const bases = new Map<number, string>();
+      for (const [base, label] of grouped[4].get(prefix)!) bases.set(Number(base), label);
+      this.v4.push({ mask: prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0, bases });
+    }
+    for (const prefix of [...grouped[6].keys()].sort((a, b) => a - b)) {
+      const all = (1n << 128n) - 1n;
+      this.v6.push({ mask: all ^ ((1n << BigInt(128 - prefix)) - 1n), bases: grouped[6].get(prefix)! });
     }
   }
 
   lookup(address: string): string | null {
+    const v4 = parseIPv4(address, 0, address.length);
+    if (v4 >= 0) {
+      for (const { mask, bases } of this.v4) {
+        const label = bases.get((v4 & mask) >>> 0);
+        if (label !== undefined) return label;
+      }
+      return null;
+    }
+    if (this.v6.length === 0) return null;
     const host = parseNetwork(address);
-    if (host === null) return null;
-    for (const { mask, bases } of this.byFamily[host.family]) {
+    if (host === null || host.family !== 6) return null;
+    for (const { mask, bases } of this.v6) {
       const label = bases.get(host.base & mask);
       if (label !== undefined) return label;
     }

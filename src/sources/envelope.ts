@@ -24,8 +24,12 @@ const WEEKDAYS = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']);
 export class EnvelopeParser {
   private readonly now: () => number;
   // Most log lines share their minute with the previous line: cache the epoch of that minute.
-  private minuteKey = '';
+  private minuteKey = -1;
   private minuteMs = 0;
+  // The current year for yearless dates, and the local-time span it covers.
+  private currentYear = 0;
+  private yearStart = 0;
+  private yearEnd = 0;
 
   constructor(options: EnvelopeOptions = {}) {
     this.now = options.now ?? Date.now;
@@ -131,7 +135,7 @@ export class EnvelopeParser {
   private parseWordDate(s: string, pos: number, line: LogLine): number {
     let i = pos;
     let ctime = false;
-    if (WEEKDAYS.has(s.slice(i, i + 3)) && s.charCodeAt(i + 3) === 32) {
+    if (s.charCodeAt(i + 3) === 32 && WEEKDAYS.has(s.slice(i, i + 3))) {
       ctime = true;
       i += 4;
     }
@@ -164,7 +168,12 @@ export class EnvelopeParser {
     if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
     if (year < 0) {
       const ref = this.now();
-      year = new Date(ref).getFullYear();
+      if (ref < this.yearStart || ref >= this.yearEnd) {
+        this.currentYear = new Date(ref).getFullYear();
+        this.yearStart = new Date(this.currentYear, 0, 1).getTime();
+        this.yearEnd = new Date(this.currentYear + 1, 0, 1).getTime();
+      }
+      year = this.currentYear;
       const t = this.localMinute(year, month, day, hh, mm) + ss * 1000 + ms;
       // A yearless date more than two days ahead of now belongs to last year (logs from December read in January).
       line.time = t > ref + 2 * 86_400_000 ? this.localMinute(year - 1, month, day, hh, mm) + ss * 1000 + ms : t;
@@ -209,7 +218,7 @@ export class EnvelopeParser {
   }
 
   private localMinute(year: number, month: number, day: number, hh: number, mm: number): number {
-    const key = `${year}-${month}-${day}-${hh}-${mm}`;
+    const key = (((year * 16 + month) * 32 + day) * 32 + hh) * 64 + mm;
     if (key !== this.minuteKey) {
       this.minuteKey = key;
       this.minuteMs = new Date(year, month, day, hh, mm, 0, 0).getTime();

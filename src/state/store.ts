@@ -115,6 +115,7 @@ export class Store {
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
       failuresSince: db.prepare<[number], FailureRow>('SELECT jail, address, time, line FROM failures WHERE time >= ? ORDER BY time, rowid'),
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
+      failureLines: db.prepare<[string, string, number], { line: string }>('SELECT line FROM failures WHERE jail = ? AND address = ? ORDER BY time DESC, rowid DESC LIMIT ?'),
       banCount: db.prepare<[string, string], { count: number }>('SELECT count FROM ban_counts WHERE address = ? AND jail = ?'),
       totalBans: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans GROUP BY jail'),
       bansSince: db.prepare<[number], { target: string; jail: string; time: number }>('SELECT target, jail, created AS time FROM bans WHERE created >= ? ORDER BY created, id'),
@@ -179,6 +180,11 @@ export class Store {
   /** Pending failures newer than `since`, oldest first (to rebuild counters after a restart). */
   failuresSince(since: number): FailureRow[] {
     return this.stmts.failuresSince.all(since);
+  }
+
+  /** The newest `limit` pending failure lines of an address in a jail, oldest first: a ban's evidence. */
+  failureLines(jail: string, address: string, limit: number): string[] {
+    return this.stmts.failureLines.all(jail, address, limit).map((r) => r.line).reverse();
   }
 
   pruneFailures(before: number): void {

@@ -37,3 +37,31 @@ test('networks: host bits cleared, containment, prefixes', () => {
   assert.equal(prefixOf('203.0.113.77', 24), '203.0.113.0/24');
   assert.equal(prefixOf('2001:db8:1:2:3:4:5:6', 64), '2001:db8:1:2::/64');
 });
+
+test('agrees with node:net and the WHATWG URL parser on 20,000 random spellings', async () => {
+  const { isIPv4, isIPv6 } = await import('node:net');
+  let seed = 12345;
+  const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  const hex = (): string => rand(0x10000).toString(16)[rand(2) ? 'toUpperCase' : 'toLowerCase']().padStart(rand(5), '0');
+  for (let k = 0; k < 20_000; k++) {
+    let text: string;
+    const shape = rand(6);
+    if (shape === 0) text = Array.from({ length: 3 + rand(3) }, () => String(rand(300))).join('.');
+    else if (shape === 1) text = Array.from({ length: 8 }, hex).join(':');
+    else if (shape === 2) {
+      const groups = Array.from({ length: rand(8) }, hex);
+      const at = rand(groups.length + 1);
+      text = [...groups.slice(0, at), '', ...groups.slice(at)].join(':').replace(/^:(?!:)/, '::').replace(/(?<!:):$/, '::');
+    } else if (shape === 3) text = `::ffff:${rand(256)}.${rand(256)}.${rand(256)}.${rand(256)}`;
+    else if (shape === 4) text = Array.from({ length: 1 + rand(9) }, () => (rand(4) ? hex() : '')).join(':');
+    else text = `${hex()}::${hex()}:${rand(300)}.${rand(256)}.${rand(256)}.${rand(256)}`;
+    const got = canonicalAddress(text);
+    if (isIPv4(text)) assert.equal(got, text, text);
+    else if (isIPv6(text)) {
+      const url = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+      const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(url);
+      const expected = mapped ? [parseInt(mapped[1]!, 16) >> 8, parseInt(mapped[1]!, 16) & 255, parseInt(mapped[2]!, 16) >> 8, parseInt(mapped[2]!, 16) & 255].join('.') : url;
+      assert.equal(got, expected, text);
+    } else assert.equal(got, null, text);
+  }
+});
