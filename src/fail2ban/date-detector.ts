@@ -164,10 +164,9 @@ class PatternTemplate implements DateTemplate {
     if (!m) return null;
     const span = spanOf(this.t, m, this.dateKey);
     if (!span) return null;
-    const groups = pythonGroups(this.t, m);
     let time: number | null;
     if (this.epoch) {
-      const text = groups[this.epochKey ?? ''] ?? '';
+      const text = pythonGroups(this.t, m)[this.epochKey ?? ''] ?? '';
       time = epochValue(text, this.epoch === 'long');
     } else if (span[0] === span[1]) {
       time = null;
@@ -176,7 +175,7 @@ class PatternTemplate implements DateTemplate {
       const text = line.slice(span[0], span[1]);
       if (text !== this.lastText) {
         this.lastText = text;
-        this.lastTime = timeFromFields(groups, this.ctx.now(), this.ctx.zone);
+        this.lastTime = timeFromFields(pythonGroups(this.t, m), this.ctx.now(), this.ctx.zone);
       }
       time = this.lastTime;
     }

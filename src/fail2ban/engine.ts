@@ -84,6 +84,8 @@ export class FailregexEngine {
   readonly warnings: TranslationProblem[] = [];
   readonly stats: EngineStats;
   private readonly maxlines: number;
+  /** A line containing none of the failregexes' required literals cannot match any of them (null: no such test). */
+  private readonly candidate: RegExp | null;
   private readonly now: () => number;
   private readonly checkAll: boolean;
   private readonly undatedAsNow: boolean;
@@ -112,10 +114,31 @@ export class FailregexEngine {
       const c = this.compile(r, multi);
       if (c) this.ignoreregex.push(c);
     }
+    this.candidate = this.candidateTest();
     let zone: number | null = null;
     if (definition.logtimezone) zone = zoneOffset(definition.logtimezone);
     this.detector = new DateDetector(definition.datepattern?.regex ?? null, { now: () => this.now(), zone });
     this.stats = { lines: 0, failHits: this.failregex.map(() => 0), ignoreHits: this.ignoreregex.map(() => 0), ignoredLines: 0, matchedLines: 0 };
+  }
+
+  /**
+   * One scan for the literals every failregex needs (most log lines have none
+   * of them), used when skipping a line cannot change anything else: single-line
+   * filters whose ignoreregex only applies after a failregex matched.
+   */
+  private candidateTest(): RegExp | null {
+    if (this.maxlines !== 1 || this.failregex.length === 0 || this.ignoresFirst()) return null;
+    const literals = new Set<string>();
+    for (const r of this.failregex) {
+      if (r.t.required === null) return null;
+      for (const l of r.t.required) literals.add(l);
+    }
+    return new RegExp([...literals].map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+  }
+
+  /** fail2ban runs ignoreregex before failregex when there are few enough of them. */
+  private ignoresFirst(): boolean {
+    return this.ignoreregex.length > 0 && this.ignoreregex.length < this.failregex.length - 2;
   }
 
   private compile(source: SourcedRegex, wholeBuffer: boolean): CompiledRegex | null {
@@ -209,7 +232,9 @@ export class FailregexEngine {
       orgBuffer = this.buffer = [tuple];
     }
     let buf: string | null = joinLines(orgBuffer);
-    if (this.ignoreregex.length && this.ignoreregex.length < this.failregex.length - 2) {
+    // The test sees what the regexes see: the line with its date cut out.
+    if (this.candidate !== null && !this.candidate.test(buf)) return found;
+    if (this.ignoresFirst()) {
       if (this.ignoreLine(buf, orgBuffer, null) !== null) return found;
     }
     let preGroups: Record<string, string | undefined> = {};

@@ -73,6 +73,12 @@ export interface TranslatedRegex {
   keys: string[];
   /** Constructs that may backtrack catastrophically (see regex-guard.ts); empty when none. */
   hazards: string[];
+  /**
+   * Literal strings of which every match contains at least one, or null when
+   * none could be derived: a cheap test that rules most lines out before the
+   * regex runs (see requiredLiterals).
+   */
+  required: string[] | null;
 }
 
 const FLAG_LETTERS = 'aiLmsux';
@@ -863,7 +869,79 @@ export function translatePythonRegex(pattern: string, options: { ignoreCase?: bo
   findHazards(parsed.root, hazards);
   const keys: string[] = [''];
   for (let i = 1; i <= parsed.groupCount; i++) keys.push(nameOf.get(i) ?? String(i));
-  return { source, flags: 'm', groups: emitter.groups, names: [...parsed.names.keys()], groupCount: parsed.groupCount, keys, hazards: [...new Set(hazards)] };
+  const { required } = literalsOf(parsed.root);
+  return { source, flags: 'm', groups: emitter.groups, names: [...parsed.names.keys()], groupCount: parsed.groupCount, keys, hazards: [...new Set(hazards)], required };
+}
+
+/**
+ * What a node tells about the text it matches: `exact` when it always matches
+ * that one string (anchors match ''), `required` when every match contains at
+ * least one of those strings. Case-insensitive letters end a literal (their
+ * spelling in the log is not known); lookarounds, classes and optional parts
+ * require nothing.
+ */
+interface Literals {
+  exact: string | null;
+  required: string[] | null;
+}
+
+function literalsOf(node: Node): Literals {
+  switch (node.t) {
+    case 'char': {
+      const c = String.fromCodePoint(node.cp);
+      const caseless = !node.ci || c.toLowerCase() === c.toUpperCase();
+      return caseless ? { exact: c, required: [c] } : { exact: null, required: null };
+    }
+    case 'anchor':
+      return { exact: '', required: null };
+    case 'group':
+      return node.kind === 'capture' || node.kind === 'plain' || node.kind === 'atomic' ? literalsOf(node.body) : { exact: node.kind === 'ahead' || node.kind === 'nahead' || node.kind === 'behind' || node.kind === 'nbehind' ? '' : null, required: null };
+    case 'quant': {
+      if (node.min === 0) return { exact: null, required: null };
+      const body = literalsOf(node.body);
+      if (body.exact !== null && node.min === node.max) return { exact: body.exact.repeat(node.min), required: body.exact === '' ? null : [body.exact.repeat(node.min)] };
+      return { exact: null, required: body.required };
+    }
+    case 'alt': {
+      const parts = node.branches.map(literalsOf);
+      if (parts.every((p) => p.exact !== null && p.exact === parts[0]!.exact)) return parts[0]!;
+      if (parts.some((p) => p.required === null)) return { exact: null, required: null };
+      return { exact: null, required: [...new Set(parts.flatMap((p) => p.required!))] };
+    }
+    case 'seq': {
+      let run = '';
+      let exact = true;
+      let best: string[] | null = null;
+      const consider = (candidate: string[] | null): void => {
+        if (candidate === null || candidate.some((c) => c === '')) return;
+        if (best === null || strength(candidate) > strength(best)) best = candidate;
+      };
+      for (const item of node.items) {
+        const l = literalsOf(item);
+        if (l.exact !== null) {
+          run += l.exact;
+          continue;
+        }
+        exact = false;
+        if (run) consider([run]);
+        run = '';
+        consider(l.required);
+      }
+      if (run) consider([run]);
+      return { exact: exact ? run : null, required: best };
+    }
+    default:
+      return { exact: null, required: null };
+  }
+}
+
+/**
+ * How well a set of alternative literals rules lines out: its shortest
+ * member's length without surrounding spaces (` user ` is in every other log
+ * line), fewer members breaking ties.
+ */
+function strength(literals: readonly string[]): number {
+  return Math.min(...literals.map((l) => l.trim().length)) * 100 - literals.length;
 }
 
 /** Reads the Python groups of a JavaScript match made with a translated regex. */
