@@ -58,3 +58,15 @@ test('hazards: nested unbounded repetition is reported', () => {
   assert.deepEqual(translatePythonRegex('^(a+)+$').hazards.length, 1);
   assert.deepEqual(translatePythonRegex('^(?:ab+){0,3}$').hazards, []);
 });
+
+test('required literals: what every match must contain, for the one-scan prefilter', () => {
+  const req = (p: string): string[] | null => translatePythonRegex(p).required;
+  assert.deepEqual(req(String.raw`^Failed (?:password|publickey) for (?P<user>\S+) from (?P<host>\S+)`), ['password', 'publickey']);
+  assert.deepEqual(req(String.raw`^[iI](?:llegal|nvalid) user (\S+) from`), ['llegal', 'nvalid']);
+  assert.deepEqual(req('abc?d'), ['ab']);
+  assert.deepEqual(req('^x{3}yy(?=z)'), ['xxxyy']);
+  // Case-insensitive letters end a literal; optional parts require nothing.
+  assert.deepEqual(req('(?i)user not allowed'), [' ']);
+  assert.equal(req('(?:abc)?'), null);
+  assert.equal(req(String.raw`\S+`), null);
+});
