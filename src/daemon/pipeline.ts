@@ -4,7 +4,7 @@ import type { Decision, Event, LogLine } from '../core/types.js';
 import { RECIDIVE_JAIL } from '../config/builtin-jails.js';
 import type { JailConfig } from '../config/load.js';
 import { EscalationDetector, type Escalation } from '../detectors/escalation.js';
-import { FailureCounter, type JailLimits } from '../detectors/jail.js';
+import { FailureCounter, type JailLimits, type Trip } from '../detectors/jail.js';
 import { SiegeDetector, type SiegeTransition } from '../detectors/siege.js';
 import { LongWindowDetector, type LongWindowTrip } from '../detectors/spray.js';
 import { programMatches, type Filter } from '../filters/filter.js';
@@ -294,16 +294,14 @@ export class Pipeline {
     const sieged = jail.siege?.active ? `; siege: maxretry ${jail.limits.maxretry}` : '';
     this.banFor(jail, address, ev.time,
       `${trip.failures} failure${trip.failures === 1 ? '' : 's'} within ${formatDuration(config.findtime)} (last: ${ev.kind} by ${ev.filter}${ev.user ? `, user ${JSON.stringify(ev.user)}` : ''})${sieged}`,
-      trip.evidence.length > 0 ? trip.evidence : this.evidenceOf(jail, address, trip.failures, ev.line.raw), this.jailBantime(jail));
+      this.evidenceOf(jail, address, trip), this.jailBantime(jail));
   }
 
-  /** A trip's lines when the counter keeps none: committed ones from the database, then this batch's, then the last. */
-  private evidenceOf(jail: JailRuntime, address: string, failures: number, last: string): string[] {
-    const name = jail.config.name;
-    const lines = this.options.evidenceFor?.(name, address, failures) ?? [];
-    for (const f of this.out.failuresAdded) if (f.address === address && f.jail === name) lines.push(f.line);
-    lines.push(last);
-    return lines.slice(-failures);
+  /** A trip's evidence when the counter holds only this batch's lines: the older ones come from the database. */
+  private evidenceOf(jail: JailRuntime, address: string, trip: Trip): string[] {
+    const missing = trip.failures - trip.evidence.length;
+    if (missing <= 0 || this.options.evidenceFor === undefined) return trip.evidence;
+    return [...this.options.evidenceFor(jail.config.name, address, missing), ...trip.evidence];
   }
 
   /** The jail's base ban time now: a siege may lengthen it. */
@@ -544,6 +542,8 @@ export class Pipeline {
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
   take(): PipelineOutput {
     const out = this.out;
+    // The caller commits what it takes: counters need not hold those lines any longer.
+    if (this.options.evidenceFor !== undefined) for (const jail of this.jails.values()) jail.counter.release();
     // Most lines decide nothing: hand back the same empty output rather than allocate per line.
     if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;
     this.out = { decisions: [], failuresAdded: [], failuresCleared: [] };

@@ -32,6 +32,8 @@ interface Tracked {
   last: number;
   /** When it was put at the back of the queue. */
   queuedAt: number;
+  /** Without keepLines: the lines of this batch (until release()), the newest maxretry. */
+  recent: string[] | null;
 }
 
 export interface Trip {
@@ -52,10 +54,14 @@ export class FailureCounter {
   private lastSweep = 0;
 
   private readonly keepLines: boolean;
+  /** Entries holding recent lines, to be let go at release(). */
+  private held: Tracked[] = [];
 
   /**
-   * With `keepLines: false` the lines are not held (Trip.evidence is empty): the
-   * daemon has them in its database, and a million attackers' lines would not fit.
+   * With `keepLines: false` lines are held only until release() — by then the
+   * caller has written them to its database, and a million attackers' lines
+   * would not fit in memory. Trip.evidence then has just the lines since the
+   * last release; the caller reads the older ones back.
    */
   constructor(private readonly limits: JailLimits, options: { keepLines?: boolean } = {}) {
     this.keepLines = options.keepLines ?? true;
@@ -69,22 +75,38 @@ export class FailureCounter {
     if (at > this.newest) this.newest = at;
     let t = this.tracked.get(address);
     let count: number;
-    if (!this.keepLines) line = '';
+    const kept = this.keepLines ? line : '';
     if (t === undefined) {
       // A substring would keep its whole log line alive as long as the address is tracked.
-      t = { address: detach(address), time0: at, line0: line, times: null, lines: null, last: at, queuedAt: at };
+      t = { address: detach(address), time0: at, line0: kept, times: null, lines: null, last: at, queuedAt: at, recent: null };
       this.tracked.set(address, t);
       this.queue.push(t);
       count = 1;
     } else {
-      count = this.add(t, at, line, at - findtime, maxretry);
+      count = this.add(t, at, kept, at - findtime, maxretry);
+    }
+    if (!this.keepLines) {
+      if (t.recent === null) {
+        t.recent = [line];
+        this.held.push(t);
+      } else {
+        t.recent.push(line);
+        if (t.recent.length > maxretry) t.recent.shift();
+      }
     }
     // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
     if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     if (count < maxretry) return null;
     this.tracked.delete(address);
-    const evidence = !this.keepLines ? [] : t.lines === null ? [t.line0] : [t.line0, ...t.lines];
+    const evidence = !this.keepLines ? t.recent!.slice(-count) : t.lines === null ? [t.line0] : [t.line0, ...t.lines];
     return { address, evidence, failures: count };
+  }
+
+  /** Lets go of the lines held since the last call (keepLines: false): they are in the caller's database now. */
+  release(): void {
+    if (this.held.length === 0) return;
+    for (const t of this.held) t.recent = null;
+    this.held = [];
   }
 
   /** Adds a failure to a tracked address, dropping those at or before `limit` and beyond maxretry; returns the count. */

@@ -31,3 +31,17 @@ test('a million distinct addresses: memory is given back as they age out', () =>
   for (let i = 0; i < 1_000_000; i++) c.record(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, i, 'l');
   assert.ok(c.size <= 1002, `size ${c.size}`);
 });
+
+test('without keepLines, lines are held only until release(): the caller has them in its database by then', () => {
+  const c = new FailureCounter({ maxretry: 3, findtime: 60_000 }, { keepLines: false });
+  c.record('a', 1_000, 'one');
+  c.release();
+  c.record('a', 2_000, 'two');
+  const trip = c.record('a', 3_000, 'three')!;
+  assert.equal(trip.failures, 3);
+  assert.deepEqual(trip.evidence, ['two', 'three'], 'the released line is not held; the caller reads it back');
+  c.record('b', 4_000, 'x');
+  c.release();
+  c.record('b', 5_000, 'y');
+  assert.deepEqual(c.record('b', 6_000, 'z')!.evidence, ['y', 'z']);
+});
