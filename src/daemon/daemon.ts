@@ -330,6 +330,11 @@ export class Daemon {
     };
   }
 
+  /** Where each source stands (positions, lag, lines read), without the ban tables: cheap enough to poll often. */
+  sourceStatus(): SourceStatus[] {
+    return this.sources.map((s) => s.source.status());
+  }
+
   /** Packets and bytes the firewall stopped per jail (enforcers that count: nftables). */
   enforcerCounters(): ReturnType<EnforcementQueue['counters']> {
     return this.queue.counters();
