@@ -25,13 +25,16 @@ import { fmt, median, percentile, spread, type BenchSection } from './report.js'
  * the daemon counts as lag too. Loss: lines read must equal lines written.
  * Correctness: the daemon's bans must be exactly those `replay` makes of the
  * same file. Environment: BENCH_FLOOD_RATE, BENCH_FLOOD_SECONDS,
- * BENCH_FLOOD_RUNS (default 3), BENCH_FLOOD_ADDRESSES (default 100,000).
+ * BENCH_FLOOD_RUNS (default 3), BENCH_FLOOD_ADDRESSES (default 100,000),
+ * BENCH_FLOOD_NODE_FLAGS (for the daemon's node).
  */
 
 const RATE = Number(process.env.BENCH_FLOOD_RATE ?? 200_000);
 const SECONDS = Number(process.env.BENCH_FLOOD_SECONDS ?? 30);
 const RUNS = Number(process.env.BENCH_FLOOD_RUNS ?? 3);
 const ADDRESSES = Number(process.env.BENCH_FLOOD_ADDRESSES ?? 100_000);
+/** Extra node flags for the daemon, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile it under the flood. */
+const DAEMON_NODE_FLAGS = (process.env.BENCH_FLOOD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const SEED = 5;
 const SAMPLE_MS = 100;
 /** The writer appends what is due every few ms, as a busy service's many processes would. */
@@ -218,7 +221,7 @@ async function floodOnce(): Promise<RunResult> {
     // The daemon's log goes to a file, as to the journal: a pipe the bench read slowly would throttle it.
     const daemonLog = join(dir, 'daemon.log');
     const out = openSync(daemonLog, 'w');
-    daemon = spawn(process.execPath, [...nodeArgs, 'run', '--config', config], { cwd: root, stdio: ['ignore', out, out] });
+    daemon = spawn(process.execPath, [...DAEMON_NODE_FLAGS, ...nodeArgs, 'run', '--config', config], { cwd: root, stdio: ['ignore', out, out] });
     closeSync(out);
     const deadline = Date.now() + 30_000;
     while ((await callDaemon(socket, 'ping', {}, 1000).catch(() => null)) !== 'pong') {
