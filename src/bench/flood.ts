@@ -39,8 +39,8 @@ const SEED = 5;
 const SAMPLE_MS = 100;
 /** The writer appends what is due every few ms, as a busy service's many processes would. */
 const WRITE_TICK_MS = 5;
-/** How long the daemon may take to catch up once the writer stops before the run counts as lost lines. */
-const CATCH_UP_LIMIT_MS = 120_000;
+/** How long the daemon may take to catch up once the writer stops; lines still unread then count as lost. */
+const CATCH_UP_LIMIT_MS = Math.max(60, 10 * SECONDS) * 1000;
 
 const here = fileURLToPath(import.meta.url);
 const fromSource = here.endsWith('.ts');
