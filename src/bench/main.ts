@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { printSection, type BenchSection } from './report.js';
+import { flood } from './flood.js';
 import { manyAttackers } from './many-attackers.js';
 import { throughput } from './throughput.js';
 
@@ -15,6 +16,7 @@ import { throughput } from './throughput.js';
 const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   throughput,
   'many-attackers': manyAttackers,
+  flood,
 };
 
 async function main(): Promise<void> {

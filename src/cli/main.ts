@@ -97,6 +97,8 @@ async function handleControl(daemon: Daemon, cmd: string, args: Record<string, u
       await daemon.settled();
       return made.map(decisionJson);
     }
+    case 'sources':
+      return daemon.sourceStatus();
     case 'ping':
       // The socket answers during a long start (restoring bans) too; `pong` means the sources are open.
       return daemon.running ? 'pong' : 'starting';

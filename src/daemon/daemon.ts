@@ -107,6 +107,17 @@ export interface DaemonEvents {
   stopping: [];
 }
 
+/**
+ * While a source has a backlog (a flood, or catching up after a restart), the effects of its
+ * batches are committed together: one SQLite transaction per this many ms or lines instead of
+ * one per chunk read. Bans wait at most this long for their commit; without a backlog every
+ * batch is committed at once.
+ */
+const BACKLOG_COMMIT_MS = 250;
+const BACKLOG_COMMIT_LINES = 50_000;
+/** Bans and unbans logged one by one per second; beyond that (a flood) they are counted and summed up once a second. */
+const DECISIONS_LOGGED_PER_SECOND = 100;
+
 /** The long-running service: sources → pipeline → store → enforcers, plus housekeeping. */
 export class Daemon {
   readonly events = new EventEmitter<DaemonEvents>();
@@ -125,6 +136,14 @@ export class Daemon {
   private timers: NodeJS.Timeout[] = [];
   private readonly errors: string[] = [];
   private lastCommitError: string | null = null;
+  /** Positions of lines processed but not committed yet (a backlog's batches), one per source key. */
+  private readonly uncommitted = new Map<string, Checkpoint>();
+  private uncommittedLines = 0;
+  private uncommittedSince = 0;
+  private backlogCommit: NodeJS.Timeout | null = null;
+  private decisionsLoggable = DECISIONS_LOGGED_PER_SECOND;
+  /** `jail\0action` → bans or unbans made this second but not logged one by one. */
+  private readonly decisionsUnlogged = new Map<string, number>();
 
   constructor(private readonly config: Config, private readonly options: DaemonOptions) {
     const log = options.log;
@@ -185,14 +204,34 @@ export class Daemon {
       if (!this.pipeline.hasRoute(line.source)) this.pipeline.addRoute(line.source, routed.jailsFor(line.source));
       this.pipeline.process(line, line.source);
     }
-    this.commitAndEnforce({ checkpoints: batch.checkpoints });
+    for (const c of batch.checkpoints) this.uncommitted.set(c.key, c);
+    if (batch.more) {
+      const now = Date.now();
+      if (this.uncommittedLines === 0) this.uncommittedSince = now;
+      this.uncommittedLines += batch.lines.length;
+      if (this.uncommittedLines < BACKLOG_COMMIT_LINES && now - this.uncommittedSince < BACKLOG_COMMIT_MS) {
+        // The next batch is read at once; the timer only matters if it never comes (the source stopped).
+        this.backlogCommit ??= setTimeout(() => this.commitAndEnforce(), BACKLOG_COMMIT_MS);
+        return;
+      }
+    }
+    this.commitAndEnforce();
   }
 
-  /** Commits what the pipeline decided (the ban is on disk before the firewall sees it), then enforces. */
+  /**
+   * Commits what the pipeline decided, with the positions of the lines it came from (the ban is
+   * on disk before the firewall sees it), then enforces.
+   */
   private commitAndEnforce(extra: StateChanges = {}): void {
     const out = this.pipeline.take();
+    const checkpoints = [...this.uncommitted.values(), ...(extra.checkpoints ?? [])];
+    this.uncommitted.clear();
+    this.uncommittedLines = 0;
+    if (this.backlogCommit) clearTimeout(this.backlogCommit);
+    this.backlogCommit = null;
     const changes: StateChanges = {
       ...extra,
+      checkpoints,
       failuresAdded: out.failuresAdded,
       failuresCleared: out.failuresCleared,
       bans: out.decisions.filter((d) => d.action === 'ban'),
@@ -214,6 +253,11 @@ export class Daemon {
   }
 
   private logDecision(d: Decision): void {
+    if ((d.action === 'ban' || d.action === 'unban') && this.decisionsLoggable-- <= 0) {
+      const key = `${d.jail}\0${d.action}`;
+      this.decisionsUnlogged.set(key, (this.decisionsUnlogged.get(key) ?? 0) + 1);
+      return;
+    }
     if (d.action === 'ban') {
       this.options.log.info(`[${d.jail}] ban ${d.target} for ${d.until === null ? 'ever' : formatDuration(Math.round((d.until - Date.now()) / 1000) * 1000)}: ${d.reason}`);
     } else if (d.action === 'unban') {
@@ -226,7 +270,17 @@ export class Daemon {
   private tick(): void {
     this.pipeline.expire(Date.now());
     this.commitAndEnforce();
+    this.logUnloggedDecisions();
     this.reportSourceProblems();
+  }
+
+  private logUnloggedDecisions(): void {
+    this.decisionsLoggable = DECISIONS_LOGGED_PER_SECOND;
+    for (const [key, n] of this.decisionsUnlogged) {
+      const [jail, action] = key.split('\0') as [string, string];
+      this.options.log.info(`[${jail}] ${n.toLocaleString('en')} more ${action}s in the last second, not logged one by one (\`portcullis banned\` lists the bans in force)`);
+    }
+    this.decisionsUnlogged.clear();
   }
 
   private readonly sourceErrors = new Map<string, string | null>();
@@ -244,8 +298,7 @@ export class Daemon {
   }
 
   private wantedBans(): BanEntry[] {
-    const now = Date.now();
-    return this.store.activeBans().filter((b) => b.until === null || b.until > now).map((b) => ({ target: b.target, jail: b.jail, until: b.until }));
+    return this.store.bansInForce(Date.now());
   }
 
   /** Manual ban from the CLI/API. */
@@ -330,6 +383,11 @@ export class Daemon {
     };
   }
 
+  /** Where each source stands (positions, lag, lines read), without the ban tables: cheap enough to poll often. */
+  sourceStatus(): SourceStatus[] {
+    return this.sources.map((s) => s.source.status());
+  }
+
   /** Packets and bytes the firewall stopped per jail (enforcers that count: nftables). */
   enforcerCounters(): ReturnType<EnforcementQueue['counters']> {
     return this.queue.counters();
@@ -381,6 +439,7 @@ export class Daemon {
     await this.fleet?.stop();
     await this.kernel.stop();
     this.commitAndEnforce();
+    this.logUnloggedDecisions();
     await this.queue.stop({ teardown: this.options.flushOnExit ?? false });
     this.store.close();
     this.options.log.info('stopped');

@@ -22,8 +22,9 @@ import {
  * (default 1 s) only catches what inotify cannot see (network file systems,
  * directories that appear later, a watch that failed). All file I/O is
  * synchronous on an fd we hold, in chunks of `readChunkBytes`; each chunk read
- * is one batch, and the pump yields to the event loop between chunks so a
- * large backlog never starves anything else.
+ * is one batch (marked `more` when the chunk was full, so the daemon may commit
+ * a backlog in fewer transactions), and the pump yields to the event loop
+ * between chunks so a large backlog never starves anything else.
  *
  * Which byte a file is read from:
  * - a persisted position for the same file (same device, inode and first
@@ -539,8 +540,9 @@ export class FileSource implements Source {
       lines.push(this.envelope.parse(raw, t.key));
     });
     if (f.headLen < HEAD_BYTES) this.updateHead(f);
-    this.emit(t, lines);
-    return n === this.chunk.length;
+    const full = n === this.chunk.length;
+    this.emit(t, lines, full);
+    return full;
   }
 
   /** The file now holds other content from byte 0 (copytruncate): its held-back line is complete, and reading restarts at 0. */
@@ -593,8 +595,8 @@ export class FileSource implements Source {
     this.dirty.delete(t);
   }
 
-  /** Hands over a batch; one with no lines only when the checkpoint changed. */
-  private emit(t: TrackedPath, lines: LogLine[]): void {
+  /** Hands over a batch; one with no lines only when the checkpoint changed. `more`: a full chunk was read, more is waiting. */
+  private emit(t: TrackedPath, lines: LogLine[], more = false): void {
     if (this.state !== 'running' || !this.onBatch) return;
     const value = checkpointValue(t);
     if (lines.length === 0 && value === t.lastCheckpoint) return;
@@ -604,7 +606,7 @@ export class FileSource implements Source {
       this.linesRead += lines.length;
     }
     try {
-      this.onBatch({ lines, checkpoints: [{ key: t.key, value }] });
+      this.onBatch({ lines, checkpoints: [{ key: t.key, value }], more });
     } catch (err) {
       // The batch was not committed: stop here, so the saved positions still point at its lines.
       this.haltError = `${this.id}: stopped because the batch handler failed: ${(err as Error).message}`;

@@ -16,11 +16,19 @@ export interface SourceBatch {
   lines: LogLine[];
   /** Position after the last line of `lines`; null when the source keeps none (stdin). */
   checkpoints: Checkpoint[];
+  /**
+   * More lines are ready to be read at once (a backlog): the handler may commit
+   * this batch together with the ones right behind it.
+   */
+  more?: boolean;
 }
 
 /**
- * Called synchronously for each batch; when it returns, the batch's effects
- * and checkpoints are committed. Sources must not emit the next batch before.
+ * Called synchronously for each batch, in order. The handler commits the
+ * batch's effects together with its checkpoints: before it returns, or — when
+ * the batch says `more` — shortly after, in one transaction with the batches
+ * behind it. A checkpoint is never committed without the effects of the lines
+ * before it, so a restart resumes exactly after the last committed line.
  */
 export type BatchHandler = (batch: SourceBatch) => void;
 

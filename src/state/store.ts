@@ -13,6 +13,9 @@ import type { Checkpoint } from '../sources/source.js';
  * the lines' effects and their position, or neither.
  */
 
+/** Failure rows per INSERT statement when many are written at once. */
+const FAILURES_PER_INSERT = 64;
+
 /** Each entry migrates the schema from version i to i+1. */
 const MIGRATIONS: string[] = [
   `CREATE TABLE bans (
@@ -106,12 +109,14 @@ export class Store {
       getPosition: db.prepare<[string], { value: string }>('SELECT value FROM positions WHERE key = ?'),
       setPosition: db.prepare('INSERT INTO positions(key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated'),
       addFailure: db.prepare('INSERT INTO failures(jail, address, time, line) VALUES (?, ?, ?, ?)'),
+      addFailures: db.prepare(`INSERT INTO failures(jail, address, time, line) VALUES ${Array(FAILURES_PER_INSERT).fill('(?, ?, ?, ?)').join(', ')}`),
       clearFailures: db.prepare('DELETE FROM failures WHERE jail = ? AND address = ?'),
       // A new ban replaces an active one for the same jail and target (e.g. a manual ban extending it).
       closeBan: db.prepare('UPDATE bans SET active = 0, lifted_at = ?, lift_reason = ? WHERE jail = ? AND target = ? AND active = 1'),
       addBan: db.prepare('INSERT INTO bans(target, jail, created, until, reason, origin, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       countBan: db.prepare('INSERT INTO ban_counts(address, jail, count, last) VALUES (?, ?, 1, ?) ON CONFLICT(address, jail) DO UPDATE SET count = count + 1, last = excluded.last'),
       activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
+      bansInForce: db.prepare<[number], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1 AND (until IS NULL OR until > ?)'),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
       failuresSince: db.prepare<[number], FailureRow>('SELECT jail, address, time, line FROM failures WHERE time >= ? ORDER BY time, rowid'),
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
@@ -136,6 +141,10 @@ export class Store {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
+      // A flood writes failures and bans at random places in several indexes: keep them in memory
+      // (up to 64 MiB, taken as needed) and checkpoint the WAL every ~40 MB rather than every 4 MB.
+      db.pragma('cache_size = -65536');
+      db.pragma('wal_autocheckpoint = 10000');
     } catch (e) {
       throw new PortcullisError(`cannot open the state database ${path}: ${(e as Error).message}; check that state_dir exists and is writable by root, and that the disk is not full`);
     }
@@ -151,7 +160,7 @@ export class Store {
   commit(changes: StateChanges, now: number = Date.now()): void {
     const s = this.stmts;
     const tx = this.db.transaction(() => {
-      for (const f of changes.failuresAdded ?? []) s.addFailure.run(f.jail, f.address, f.time, f.line);
+      this.addFailures(changes.failuresAdded ?? [], changes.failuresCleared ?? []);
       for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address);
       for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
       for (const b of changes.bans ?? []) {
@@ -169,8 +178,37 @@ export class Store {
     }
   }
 
+  /**
+   * Inserts the failures that outlive this commit: one cleared in the same commit (its address
+   * banned a moment later, in a flood nearly all of them) would only be written and deleted again.
+   * Many rows per statement, because at flood rates the per-statement cost dominates.
+   */
+  private addFailures(added: readonly FailureRow[], cleared: ReadonlyArray<{ jail: string; address: string }>): void {
+    const clearedKeys = new Set(cleared.map((c) => `${c.jail}\0${c.address}`));
+    const kept = clearedKeys.size === 0 ? added : added.filter((f) => !clearedKeys.has(`${f.jail}\0${f.address}`));
+    const params: Array<string | number> = [];
+    let i = 0;
+    for (; i + FAILURES_PER_INSERT <= kept.length; i += FAILURES_PER_INSERT) {
+      params.length = 0;
+      for (let j = i; j < i + FAILURES_PER_INSERT; j++) {
+        const f = kept[j]!;
+        params.push(f.jail, f.address, f.time, f.line);
+      }
+      this.stmts.addFailures.run(params);
+    }
+    for (; i < kept.length; i++) {
+      const f = kept[i]!;
+      this.stmts.addFailure.run(f.jail, f.address, f.time, f.line);
+    }
+  }
+
   activeBans(): BanRecord[] {
     return this.stmts.activeBans.all().map(toRecord);
+  }
+
+  /** Active bans not yet expired at `now`, only what a firewall needs: the periodic reconcile reads them all, so no evidence. */
+  bansInForce(now: number): Array<{ target: string; jail: string; until: number | null }> {
+    return this.stmts.bansInForce.all(now);
   }
 
   history(options: { target?: string; jail?: string; limit?: number } = {}): BanRecord[] {

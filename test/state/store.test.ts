@@ -66,3 +66,38 @@ test('schema version is recorded and a newer database is refused', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('many failures in one commit are all kept, in order; those cleared in the same commit are never written, earlier ones are deleted', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
+  try {
+    const store = Store.open(dir);
+    const row = (address: string, i: number) => ({ jail: 'sshd', address, time: 1000 + i, line: `line ${i} from ${address}` });
+    store.commit({ failuresAdded: [row('198.51.100.1', 0), row('198.51.100.2', 1)] });
+    // 200 rows: several multi-row statements and a remainder; .2 is banned in this commit, .3 too.
+    const added = Array.from({ length: 200 }, (_, i) => row(['198.51.100.2', '198.51.100.3', '198.51.100.4', '2001:db8::5'][i % 4]!, 2 + i));
+    store.commit({ failuresAdded: added, failuresCleared: [{ jail: 'sshd', address: '198.51.100.2' }, { jail: 'sshd', address: '198.51.100.3' }] });
+    const expected = [row('198.51.100.1', 0), ...added.filter((f) => f.address !== '198.51.100.2' && f.address !== '198.51.100.3')];
+    assert.deepEqual(store.failuresSince(0), expected);
+    // Cleared in another jail only: kept here.
+    store.commit({ failuresCleared: [{ jail: 'dovecot', address: '198.51.100.1' }] });
+    assert.equal(store.failuresSince(0).length, expected.length);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('bans in force: active and not expired, without their evidence', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
+  try {
+    const store = Store.open(dir);
+    const ban = (target: string, until: number | null): Decision => ({ action: 'ban', target, jail: 'sshd', time: 1000, until, reason: 'r', origin: 'o', evidence: ['e'] });
+    store.commit({ bans: [ban('198.51.100.1', 5000), ban('198.51.100.2', null), ban('198.51.100.3', 2000)] });
+    store.commit({ unbans: [{ jail: 'sshd', target: '198.51.100.1', time: 1500, reason: 'manual' }] });
+    assert.deepEqual(store.bansInForce(3000).sort((a, b) => a.target.localeCompare(b.target)), [{ target: '198.51.100.2', jail: 'sshd', until: null }]);
+    assert.equal(store.bansInForce(1500).length, 2);
+    store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
