@@ -78,7 +78,8 @@ interface Offender {
   failures: number;
   bans: number;
   last: number;
-  jails: Set<string>;
+  /** A few jail names: an array is cheaper than a Set per address under a flood. */
+  jails: string[];
 }
 
 export class Activity {
@@ -167,7 +168,7 @@ export class Activity {
     if (e.address !== null) {
       const o = this.offender(e.address, now);
       o.failures++;
-      for (const j of jails) o.jails.add(j);
+      for (const j of jails) if (!o.jails.includes(j)) o.jails.push(j);
     }
   }
 
@@ -179,7 +180,7 @@ export class Activity {
       if (!d.target.includes('/')) {
         const o = this.offender(d.target, now);
         o.bans++;
-        o.jails.add(d.jail);
+        if (!o.jails.includes(d.jail)) o.jails.push(d.jail);
       }
     } else if (d.action === 'unban') {
       this.unbans.add(now);
@@ -200,7 +201,7 @@ export class Activity {
     let o = this.offenders.get(address);
     if (!o) {
       if (this.offenders.size >= OFFENDERS_MAX) this.pruneOffenders(now);
-      o = { failures: 0, bans: 0, last: now, jails: new Set() };
+      o = { failures: 0, bans: 0, last: now, jails: [] };
       this.offenders.set(address, o);
     }
     o.last = now;
