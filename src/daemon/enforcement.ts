@@ -190,5 +190,6 @@ export class EnforcementQueue {
     this.stopped = true;
     for (const s of this.slots) if (s.timer) clearTimeout(s.timer);
     if (options.teardown) for (const s of this.slots) await s.enforcer.teardown().catch((e: Error) => this.log.error(`${s.enforcer.name}: teardown failed: ${e.message}`));
+    for (const s of this.slots) s.enforcer.close?.();
   }
 }

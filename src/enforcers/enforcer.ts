@@ -91,6 +91,8 @@ export interface Enforcer {
   teardown(): Promise<void>;
   /** Dropped/rejected traffic per jail, where the firewall counts it. */
   counters?(): Promise<JailCounters[]>;
+  /** Ends helper processes the enforcer keeps (the firewall state stays). */
+  close?(): void;
 }
 
 /** Identity of a ban in the firewall: the same target in another jail is another ban. */

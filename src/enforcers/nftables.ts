@@ -1,6 +1,7 @@
 import { formatNetwork, networkCovers, type Family, type Network } from '../core/address.js';
 import { PortcullisError } from '../core/errors.js';
 import { CommandFailedError, ExecRunner, inNetns, type CommandRunner } from './command-runner.js';
+import { NftSession, NftSessionLostError } from './nft-session.js';
 import {
   banKey, banNetwork, checkJailName, reconcilePlan, secondsLeft,
   type BanEntry, type Enforcer, type EnforcerChanges, type JailCounters, type JailFirewallSpec, type ReconcileResult,
@@ -40,7 +41,9 @@ import { defenceAllowRules, defencePrologue, defenceRules, defenceSetDefinitions
  * packet passes every base chain, an `accept` elsewhere does not save it from our
  * `drop`; running first just spares other tables (and their logs) the work.
  *
- * Every batch of changes is one `nft -f -` script, one kernel transaction.
+ * Every batch of changes is one kernel transaction: a line to a waiting `nft -i`
+ * (nft-session.ts) when it is small, a `nft -f -` script otherwise, and whenever
+ * the co-process is in doubt.
  */
 
 const TABLE = 'portcullis';
@@ -49,6 +52,11 @@ const FAMILIES: readonly Family[] = [4, 6];
 const UNTIL_TOLERANCE_MS = 2000;
 /** Size of the dynamic sets fed from the packet path (hot and rate sets). */
 const DYNAMIC_SET_SIZE = 262144;
+/**
+ * Batches longer than this go to a one-shot `nft -f -`: its start-up cost is small
+ * next to theirs, and nft -i keeps every line it read in memory until recycled.
+ */
+const SESSION_MAX_BATCH_CHARS = 64 * 1024;
 
 export class NftablesEnforcerError extends PortcullisError {
   override name = 'NftablesEnforcerError';
@@ -59,6 +67,11 @@ export interface NftablesEnforcerOptions {
   netns?: string;
   /** Seam for tests; default runs programs for real. */
   runner?: CommandRunner;
+  /**
+   * Co-process that applies ban batches (see nft-session.ts); default: one, unless
+   * `runner` is given (then every batch goes through the runner as `nft -f -`).
+   */
+  session?: NftSession | null;
   /** Hook priority of our chains (default -150). */
   priority?: number;
   /** Cuts connections of offenders banned in jails with `flush`; default uses the same runner and namespace. */
@@ -78,6 +91,7 @@ type Statement = string;
 export class NftablesEnforcer implements Enforcer {
   readonly name = 'nftables';
   private readonly runner: CommandRunner;
+  private readonly session: NftSession | null;
   private readonly priority: number;
   private readonly flusher: ConnectionFlusher;
   private readonly warn: (message: string) => void;
@@ -87,6 +101,7 @@ export class NftablesEnforcer implements Enforcer {
   constructor(options: NftablesEnforcerOptions = {}) {
     const base = options.runner ?? new ExecRunner();
     this.runner = inNetns(base, options.netns);
+    this.session = options.session !== undefined ? options.session : options.runner ? null : new NftSession({ netns: options.netns });
     this.priority = options.priority ?? -150;
     this.flusher = options.flusher ?? new ConnectionFlusher({ runner: base, netns: options.netns });
     this.warn = options.onWarning ?? ((m) => process.stderr.write(`portcullis: ${m}\n`));
@@ -116,7 +131,7 @@ export class NftablesEnforcer implements Enforcer {
     for (let attempt = 1; ; attempt++) {
       const script = await this.changeScript(bans, unbans, now);
       try {
-        if (script.length > 0) await this.nft(script.join('\n') + '\n');
+        if (script.length > 0) await this.nftBatch(script);
         break;
       } catch (err) {
         // A network element may have expired between listing and deleting it: list again, once.
@@ -169,6 +184,7 @@ export class NftablesEnforcer implements Enforcer {
   }
 
   async teardown(): Promise<void> {
+    this.session?.close();
     try {
       await this.nft(`delete table inet ${TABLE}\n`);
     } catch (err) {
@@ -280,6 +296,23 @@ export class NftablesEnforcer implements Enforcer {
 
   private async nft(script: string): Promise<void> {
     await this.runner.run('nft', ['-f', '-'], { input: script });
+  }
+
+  /** One transaction, through the co-process when there is one and the batch is small. */
+  private async nftBatch(statements: readonly Statement[]): Promise<void> {
+    if (this.session && statements.reduce((n, s) => n + s.length + 2, 0) <= SESSION_MAX_BATCH_CHARS) {
+      try {
+        return await this.session.run(statements);
+      } catch (err) {
+        if (!(err instanceof NftSessionLostError)) throw err;
+        this.warn(`${err.message}; applying the batch with nft -f - instead`);
+      }
+    }
+    await this.nft(statements.join('\n') + '\n');
+  }
+
+  close(): void {
+    this.session?.close();
   }
 }
 
