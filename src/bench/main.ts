@@ -4,6 +4,8 @@ import { printSection, type BenchSection } from './report.js';
 import { flood } from './flood.js';
 import { manyAttackers } from './many-attackers.js';
 import { throughput } from './throughput.js';
+import { latency } from './latency.js';
+import { manyBans } from './many-bans.js';
 
 /**
  * `npm run bench [-- SECTION…]`: figures, not tests. Every section generates
@@ -17,6 +19,8 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   throughput,
   'many-attackers': manyAttackers,
   flood,
+  latency,
+  'many-bans': manyBans,
 };
 
 async function main(): Promise<void> {

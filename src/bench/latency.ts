@@ -1,0 +1,184 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { median, percentile, type BenchRow, type BenchSection } from './report.js';
+import { attackLine, BenchNamespace, ROOT, type ElementMonitor } from './netns-daemon.js';
+
+/**
+ * Target 2: ban latency, live. The daemon runs in a throwaway network namespace
+ * with the nftables enforcer; `nft monitor` there timestamps every element the
+ * kernel commits. One attack line at a time (maxretry 1, a new address each),
+ * from the line being written to its address being in the set:
+ * - appended to a followed file;
+ * - written to the systemd journal (through a `systemd-cat -t sshd` stream),
+ *   followed by the daemon's journal source. journald runs privately for the
+ *   bench, in a mount namespace of its own (tmpfs over /run/systemd and
+ *   /run/log), so the host's journal is neither needed nor touched. The same
+ *   lines are also timed from the write to `journalctl -f` printing them,
+ *   without Portcullis: that is journald's own share. It is the floor for any
+ *   journal reader: journald appends to its mmapped file at once but wakes
+ *   readers (inotify) only from a timer that coalesces changes (250 ms in
+ *   systemd's journal-file.c), so entries reach followers 250–500 ms late.
+ * Environment: BENCH_LATENCY_BANS (default 1000 per source).
+ */
+
+const BANS = Number(process.env.BENCH_LATENCY_BANS ?? 1000);
+const JOURNALD = '/lib/systemd/systemd-journald';
+const TARGET = 'median ≤ 5 ms, p99 ≤ 25 ms';
+
+export async function latency(): Promise<BenchSection> {
+  const file = await fileLatency();
+  const journal = existsSync(JOURNALD) ? await journalLatency() : null;
+  const rows: BenchRow[] = [row('log file → kernel set', file)];
+  if (journal) {
+    rows.push(row('journal → kernel set', journal.portcullis));
+    rows.push({ name: 'journal → journalctl -f (no Portcullis)', value: figures(journal.journald) });
+  } else rows.push({ name: 'journal', value: `not measured: ${JOURNALD} missing (apt-get install systemd)` });
+  return {
+    title: `Ban latency, live: ${BANS} bans one at a time, line written → address committed in the nftables set`,
+    rows,
+    json: { file, journal },
+  };
+}
+
+function row(name: string, ms: number[]): BenchRow {
+  return { name, value: figures(ms), target: TARGET, met: median(ms) <= 5 && percentile(ms, 0.99) <= 25 };
+}
+
+function figures(ms: number[]): string {
+  const f = (x: number): string => `${x.toFixed(1)} ms`;
+  return `median ${f(median(ms))}, p90 ${f(percentile(ms, 0.9))}, p99 ${f(percentile(ms, 0.99))}, worst ${f(Math.max(...ms))} (${ms.length} bans)`;
+}
+
+/** Writes one attack line per address with `write` and waits for each ban: latencies in ms. */
+async function banOneByOne(monitor: ElementMonitor, write: (line: string) => void, addressOf: (i: number) => string): Promise<number[]> {
+  // nft monitor reports only what is committed after it subscribed: one ban first, unmeasured.
+  write(attackLine('198.18.255.254', 0));
+  await monitor.until(() => monitor.seen.has('198.18.255.254'), 'the monitor to report a first ban');
+  const latencies: number[] = [];
+  for (let i = 0; i < BANS; i++) {
+    const address = addressOf(i);
+    const written = performance.now();
+    write(attackLine(address, i));
+    await monitor.until(() => monitor.seen.has(address), `the ban of ${address}`);
+    latencies.push(monitor.seen.get(address)! - written);
+  }
+  return latencies;
+}
+
+async function fileLatency(): Promise<number[]> {
+  const ns = new BenchNamespace('file');
+  try {
+    const log = join(ns.dir, 'auth.log');
+    writeFileSync(log, '');
+    const daemon = await ns.startDaemon([`sources: [{ file: ${log} }]`, 'maxretry: 1', 'bantime: 1h']);
+    const monitor = await ns.monitor();
+    const latencies = await banOneByOne(monitor, (line) => appendFileSync(log, line), (i) => `198.18.${i >> 8}.${i & 255}`);
+    await daemon.stop();
+    return latencies;
+  } finally {
+    ns.destroy();
+  }
+}
+
+async function journalLatency(): Promise<{ portcullis: number[]; journald: number[] }> {
+  const ns = new BenchNamespace('journal');
+  let journald: ChildProcess | null = null;
+  try {
+    journald = startPrivateJournald(ns.dir);
+    const inJournalNs = ['nsenter', '-t', String(journald.pid), '-m', `--wd=${ROOT}`, '--'];
+    await waitForSocket(inJournalNs);
+    const writer = spawn(inJournalNs[0]!, [...inJournalNs.slice(1), 'systemd-cat', '-t', 'sshd'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    const write = (line: string): void => void writer.stdin!.write(line.replace(/^.*?sshd\[\d+\]: /, ''));
+    try {
+      const own = await journalctlLatency(inJournalNs, write);
+      const daemon = await ns.startDaemon(['sources: [{ journal: { SYSLOG_IDENTIFIER: sshd } }]', 'maxretry: 1', 'bantime: 1h'], { prefix: inJournalNs });
+      const monitor = await ns.monitor();
+      const latencies = await banOneByOne(monitor, write, (i) => `198.19.${i >> 8}.${i & 255}`);
+      await daemon.stop();
+      return { portcullis: latencies, journald: own };
+    } finally {
+      writer.kill('SIGKILL');
+    }
+  } finally {
+    journald?.kill('SIGKILL');
+    ns.destroy();
+  }
+}
+
+/**
+ * journald in a mount namespace of its own, with a tmpfs over /run (its sockets
+ * and volatile journal go there, nothing is created on the host), the host's
+ * /run/netns carried over so that `ip netns exec` still works inside.
+ */
+function startPrivateJournald(dir: string): ChildProcess {
+  const keep = join(dir, 'netns');
+  const script = [
+    'set -e',
+    `mkdir -p ${keep}`,
+    `mount --rbind /run/netns ${keep}`,
+    'mount -t tmpfs tmpfs /run',
+    'mkdir -p /run/netns /run/systemd/journal /run/log',
+    `mount --rbind ${keep} /run/netns`,
+    'if [ -d /var/log/journal ]; then mount -t tmpfs tmpfs /var/log/journal; fi',
+    `exec ${JOURNALD}`,
+  ].join('\n');
+  return spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+
+async function waitForSocket(inJournalNs: readonly string[]): Promise<void> {
+  const { execFileSync } = await import('node:child_process');
+  for (let i = 0; i < 100; i++) {
+    try {
+      execFileSync(inJournalNs[0]!, [...inJournalNs.slice(1), 'test', '-S', '/run/systemd/journal/stdout']);
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error('the private journald did not create its sockets');
+}
+
+/** journald's own delivery: from the write to `journalctl -f -o json` printing the entry. */
+async function journalctlLatency(inJournalNs: readonly string[], write: (line: string) => void): Promise<number[]> {
+  const follower = spawn(inJournalNs[0]!, [...inJournalNs.slice(1), 'journalctl', '--follow', '--output=json', '--lines=0', 'SYSLOG_IDENTIFIER=sshd'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    let output = '';
+    const seen = new Map<string, number>();
+    let waiter: (() => void) | null = null;
+    follower.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+      const now = performance.now();
+      output += chunk;
+      for (const m of output.matchAll(/from (\d+\.\d+\.\d+\.\d+) port/g)) if (!seen.has(m[1]!)) seen.set(m[1]!, now);
+      output = output.slice(output.lastIndexOf('\n') + 1);
+      waiter?.();
+    });
+    const until = (address: string): Promise<void> => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`journalctl -f did not show ${address}`)), 10_000);
+      waiter = () => {
+        if (seen.has(address)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      waiter();
+    });
+    // journalctl starts at the end of the journal: lines written before it is ready are not shown.
+    for (let i = 0; !seen.has('198.18.255.253'); i++) {
+      if (i === 50) throw new Error('journalctl -f shows nothing of what systemd-cat writes');
+      write(attackLine('198.18.255.253', i));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const latencies: number[] = [];
+    for (let i = 0; i < BANS; i++) {
+      const address = `198.20.${i >> 8}.${i & 255}`;
+      const written = performance.now();
+      write(attackLine(address, i));
+      await until(address);
+      latencies.push(seen.get(address)! - written);
+    }
+    return latencies;
+  } finally {
+    follower.kill('SIGKILL');
+  }
+}
