@@ -39,7 +39,7 @@ export class BenchNamespace {
 
   /** Runs a program inside the namespace and returns its output. */
   exec(command: string, args: readonly string[], input?: string): string {
-    return execFileSync('ip', ['netns', 'exec', this.name, command, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, input });
+    return execFileSync('ip', ['netns', 'exec', this.name, command, ...args], { encoding: 'utf8', maxBuffer: 1 << 30, input, stdio: ['pipe', 'pipe', 'pipe'] });
   }
 
   /** Starts a long-running program inside the namespace (`prefix`, e.g. nsenter, wraps `ip netns exec`); killed by destroy(). */

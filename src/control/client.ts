@@ -3,24 +3,34 @@ import { PortcullisError } from '../core/errors.js';
 import type { ControlResponse } from './server.js';
 
 /** Sends one request to the daemon's control socket and returns its result. */
-export function callDaemon(socketPath: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<unknown> {
+export async function callDaemon(socketPath: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<unknown> {
+  return JSON.parse(await callDaemonRaw(socketPath, cmd, args, timeoutMs)) as unknown;
+}
+
+const RESULT_PREFIX = '{"ok":true,"result":';
+
+/** Like callDaemon, but returns the result as the JSON text the daemon sent (a million bans need not be parsed to be printed). */
+export function callDaemonRaw(socketPath: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);
-    let buf = '';
+    const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       sock.destroy();
       reject(new PortcullisError(`the daemon did not answer on ${socketPath} within ${timeoutMs / 1000}s`));
     }, timeoutMs);
-    sock.setEncoding('utf8');
     sock.on('connect', () => sock.write(`${JSON.stringify({ cmd, args })}\n`));
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
+    sock.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      // The response is one line: only the newest chunk can end it.
+      const nl = chunk.indexOf(10);
       if (nl < 0) return;
       clearTimeout(timer);
       sock.end();
-      const res = JSON.parse(buf.slice(0, nl)) as ControlResponse;
-      if (res.ok) resolve(res.result);
+      const line = Buffer.concat(chunks).toString('utf8');
+      const text = line.slice(0, line.indexOf('\n'));
+      if (text.startsWith(RESULT_PREFIX)) return resolve(text.slice(RESULT_PREFIX.length, -1));
+      const res = JSON.parse(text) as ControlResponse;
+      if (res.ok) resolve(JSON.stringify(res.result));
       else reject(new PortcullisError(res.error, res.exitCode));
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {

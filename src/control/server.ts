@@ -16,6 +16,14 @@ export interface ControlRequest {
 
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string; exitCode: number };
 
+/**
+ * A result already serialised as JSON, in pieces: a listing of a million bans is
+ * written piece by piece instead of as one 100 MB string built by JSON.stringify.
+ */
+export class JsonPieces {
+  constructor(readonly pieces: readonly string[]) {}
+}
+
 export type ControlHandler = (req: ControlRequest) => unknown | Promise<unknown>;
 
 export class ControlServer {
@@ -63,7 +71,9 @@ export class ControlServer {
     try {
       const req = JSON.parse(text) as ControlRequest;
       if (typeof req?.cmd !== 'string') throw new PortcullisError('bad request: expected {"cmd": ...}', 2);
-      response = { ok: true, result: await this.handler(req) };
+      const result = await this.handler(req);
+      if (result instanceof JsonPieces) return await writePieces(sock, ['{"ok":true,"result":', ...result.pieces, '}\n']);
+      response = { ok: true, result };
     } catch (e) {
       const err = e as Error;
       if (!(err instanceof PortcullisError)) this.log.error(`control: ${err.stack ?? err.message}`);
@@ -78,6 +88,13 @@ export class ControlServer {
     this.server = null;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     try { unlinkSync(this.path); } catch { /* already gone */ }
+  }
+}
+
+async function writePieces(sock: Socket, pieces: readonly string[]): Promise<void> {
+  for (const piece of pieces) {
+    if (sock.destroyed) return;
+    if (!sock.write(piece)) await new Promise((resolve) => sock.once('drain', resolve).once('close', resolve));
   }
 }
 

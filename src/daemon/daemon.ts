@@ -358,7 +358,7 @@ export class Daemon {
 
   status(): StatusReport {
     const totals = this.store.totalBansByJail();
-    const active = this.store.activeBans();
+    const active = this.store.activeBansByJail();
     const jails: JailStatus[] = [];
     for (const [name, j] of this.pipeline.jails) {
       const c = j.config;
@@ -366,7 +366,7 @@ export class Daemon {
         name, filters: c.filters, maxretry: c.maxretry, findtime: formatDuration(c.findtime), bantime: formatDuration(c.bantime),
         ports: c.ports, protocol: c.protocol,
         failing: this.pipeline.failing(name), failuresTotal: j.stats.failures, ignoredTotal: j.stats.ignored,
-        bannedNow: active.filter((b) => b.jail === name).length, bannedTotal: totals.get(name) ?? 0,
+        bannedNow: active.get(name) ?? 0, bannedTotal: totals.get(name) ?? 0,
         sources: this.sources.filter((s) => s.jails.includes(name)).map((s) => s.source.status()),
         defences: this.pipeline.defenceStatus(name),
       });

@@ -92,6 +92,11 @@ export interface StateChanges {
   unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
 }
 
+/** An active ban as listed (`portcullis banned`): no evidence, nothing lifted. */
+export interface ActiveBanRow {
+  target: string; jail: string; created: number; until: number | null; reason: string; origin: string;
+}
+
 interface BanRow {
   id: number; target: string; jail: string; created: number; until: number | null; reason: string;
   origin: string; evidence: string; active: number; lifted_at: number | null; lift_reason: string | null;
@@ -117,6 +122,8 @@ export class Store {
       countBan: db.prepare('INSERT INTO ban_counts(address, jail, count, last) VALUES (?, ?, 1, ?) ON CONFLICT(address, jail) DO UPDATE SET count = count + 1, last = excluded.last'),
       activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
       bansInForce: db.prepare<[number], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1 AND (until IS NULL OR until > ?)'),
+      activeListing: db.prepare<[], ActiveBanRow>('SELECT target, jail, created, until, reason, origin FROM bans WHERE active = 1 ORDER BY created, id'),
+      activeByJail: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail'),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
       failuresSince: db.prepare<[number], FailureRow>('SELECT jail, address, time, line FROM failures WHERE time >= ? ORDER BY time, rowid'),
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
@@ -209,6 +216,16 @@ export class Store {
   /** Active bans not yet expired at `now`, only what a firewall needs: the periodic reconcile reads them all, so no evidence. */
   bansInForce(now: number): Array<{ target: string; jail: string; until: number | null }> {
     return this.stmts.bansInForce.all(now);
+  }
+
+  /** Active bans oldest first, without evidence, one at a time (listing a million without holding them all). */
+  iterateActive(): IterableIterator<ActiveBanRow> {
+    return this.stmts.activeListing.iterate();
+  }
+
+  /** Active bans per jail. */
+  activeBansByJail(): Map<string, number> {
+    return new Map(this.stmts.activeByJail.all().map((r) => [r.jail, r.n]));
   }
 
   history(options: { target?: string; jail?: string; limit?: number } = {}): BanRecord[] {
