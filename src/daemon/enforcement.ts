@@ -35,6 +35,8 @@ interface Slot {
   lastErrorAt: number | null;
   retryDelay: number;
   timer: NodeJS.Timeout | null;
+  /** A drift check is under way (with a million bans it lasts longer than the interval between checks). */
+  reconciling: boolean;
   /** When the last drift check ended and how long it took (ms). */
   lastReconcileEnd: number;
   lastReconcileMs: number;
@@ -59,7 +61,7 @@ export class EnforcementQueue {
     private readonly log: Logger,
   ) {
     for (const a of assignments) {
-      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, lastReconcileEnd: 0, lastReconcileMs: 0 };
+      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, reconciling: false, lastReconcileEnd: 0, lastReconcileMs: 0 };
       this.slots.push(slot);
       for (const j of a.jails) {
         const list = this.byJail.get(j.jail) ?? [];
@@ -149,17 +151,20 @@ export class EnforcementQueue {
   /** Re-synchronises every ready enforcer with the database (drift repair). */
   async reconcileAll(): Promise<void> {
     for (const slot of this.slots) {
-      if (!slot.ready || slot.busy) continue;
+      if (!slot.ready || slot.busy || slot.reconciling) continue;
       if (Date.now() - slot.lastReconcileEnd < slot.lastReconcileMs * RECONCILE_PAUSE_FACTOR) continue;
       const jails = new Set(slot.jails.map((j) => j.jail));
       const started = Date.now();
+      slot.reconciling = true;
       try {
         const r = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
-        slot.lastReconcileEnd = Date.now();
-        slot.lastReconcileMs = slot.lastReconcileEnd - started;
         if (r.added || r.removed) this.log.warn(`${slot.enforcer.name}: firewall had drifted from the database; restored (${r.added} re-added, ${r.removed} removed)`);
       } catch (e) {
         this.fail(slot, e as Error);
+      } finally {
+        slot.reconciling = false;
+        slot.lastReconcileEnd = Date.now();
+        slot.lastReconcileMs = slot.lastReconcileEnd - started;
       }
     }
   }
