@@ -43,7 +43,7 @@ for (const damage of [['flush', 'table', 'inet', 'portcullis'], ['delete', 'tabl
   test(`\`nft ${damage.join(' ')}\` by hand: the bans come back within seconds`, async () => {
     await waitFor(allBack, 10_000, context);
     await topology.exec('server', 'nft', damage);
-    assert.equal(await topology.probeTcp('attacker', topology.addresses.server.v4, 22), 'connected', 'the damage lifted the ban');
+    // No probe for the gap: the daemon may already have repaired it. Its log proves it saw the damage.
     await waitFor(allBack, 15_000, context);
     assert.match(pc.daemon.output(), /changed outside Portcullis/);
   });
