@@ -39,20 +39,21 @@ function address(i: number): string {
   return i % 4 === 3 ? `2001:db8:${(i >> 16).toString(16)}:${((i >> 8) & 255).toString(16)}::${(i & 255).toString(16)}` : `${10 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.${(i * 13) & 255}`;
 }
 
-function child(): ChildResult {
+/** `withStore`: the daemon's path (pipeline and SQLite); otherwise detection alone (pipeline, lines held in memory). */
+function child(withStore: boolean): ChildResult {
   const gc = (globalThis as { gc?: () => void }).gc!;
   const config = replayDefaults();
   const jails = config.jails.filter((j) => j.name === 'sshd');
   let clock = Date.UTC(2024, 0, 10);
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-attackers-'));
-  const store = Store.open(dir);
+  const store = withStore ? Store.open(dir) : null;
   const pipeline = new Pipeline({
     jails, globalIgnore: [], mode: 'live', origin: 'bench', includeHostAddresses: false, now: () => clock,
-    evidenceFor: (jail, addr, limit) => store.failureLines(jail, addr, limit),
+    ...(store ? { evidenceFor: (jail: string, addr: string, limit: number) => store.failureLines(jail, addr, limit) } : { persistFailures: false }),
   });
   const commit = (): void => {
     const out = pipeline.take();
-    store.commit({ failuresAdded: out.failuresAdded, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
+    store?.commit({ failuresAdded: out.failuresAdded, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
   };
   pipeline.addRoute('bench', ['sshd']);
   const parser = new EnvelopeParser({ now: () => clock });
@@ -101,7 +102,7 @@ function child(): ChildResult {
   pipeline.process(parser.parse(`${stamp(clock)} gw sshd[1]: Failed password for root from 192.0.2.1 port 1 ssh2`, 'bench'), 'bench');
   pipeline.expire(clock);
   commit();
-  store.close();
+  store?.close();
   rmSync(dir, { recursive: true, force: true });
   gc();
   const resources = process.resourceUsage();
@@ -113,35 +114,46 @@ function child(): ChildResult {
   };
 }
 
-export async function manyAttackers(): Promise<BenchSection> {
+function runChildren(withStore: boolean): ChildResult[] {
   const runs: ChildResult[] = [];
   for (let r = 0; r < Number(process.env.BENCH_ATTACKER_RUNS ?? 3); r++) {
     const self = fileURLToPath(import.meta.url);
     const args = self.endsWith('.ts') ? ['--import', 'tsx', self] : [self];
-    const out = spawnSync(process.execPath, ['--expose-gc', ...args, '--child'], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
+    const out = spawnSync(process.execPath, ['--expose-gc', ...args, withStore ? '--child-store' : '--child'], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
     if (out.status !== 0) throw new Error(`many-attackers child failed:\n${out.stderr}`);
     runs.push(JSON.parse(out.stdout) as ChildResult);
   }
+  return runs;
+}
+
+function rows(label: string, runs: ChildResult[]): BenchSection['rows'] {
   const mid = (f: (r: ChildResult) => number): number => runs.map(f).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
   const first = mid((r) => r.sliceNs[0]!);
   const last = mid((r) => r.sliceNs[r.sliceNs.length - 1]!);
   const slowdown = mid((r) => r.sliceNs[r.sliceNs.length - 1]! / r.sliceNs[0]!);
   const peak = mid((r) => r.peakRssMB);
   const r0 = runs[0]!;
+  return [
+    { name: `${label}: first 100,000 lines`, value: `${(first / 1000).toFixed(2)} µs/line` },
+    { name: `${label}: last 100,000 lines`, value: `${(last / 1000).toFixed(2)} µs/line (last/first ${slowdown.toFixed(2)})`, target: '≤ 1.20× the first', met: slowdown <= 1.2 },
+    { name: `${label}: peak RSS`, value: `${peak.toFixed(0)} MB (${fmt(r0.tracked)} addresses tracked at the end; heap ${r0.heapAtPeakMB.toFixed(0)} MB after GC)`, target: '≤ 300 MB', met: peak <= 300 },
+    {
+      name: `${label}: after findtime passes`,
+      value: `${fmt(r0.trackedAfter)} tracked; heap ${r0.heapAtPeakMB.toFixed(0)} → ${r0.heapAfterMB.toFixed(0)} MB, RSS ${r0.rssAtPeakTrackedMB.toFixed(0)} → ${r0.rssAfterMB.toFixed(0)} MB`,
+      target: 'memory given back', met: r0.trackedAfter <= 1 && r0.heapAfterMB < r0.heapAtPeakMB / 2,
+    },
+  ];
+}
+
+export async function manyAttackers(): Promise<BenchSection> {
+  const detection = runChildren(false);
+  const daemon = runChildren(true);
   return {
-    title: `Many attackers: ${fmt(ADDRESSES)} distinct addresses failing once or twice inside findtime (${fmt(r0.lines)} lines), median of ${runs.length} runs`,
-    rows: [
-      { name: 'first 100,000 lines', value: `${(first / 1000).toFixed(2)} µs/line` },
-      { name: 'last 100,000 lines', value: `${(last / 1000).toFixed(2)} µs/line (last/first ${slowdown.toFixed(2)})`, target: '≤ 1.20× the first', met: slowdown <= 1.2 },
-      { name: 'peak RSS', value: `${peak.toFixed(0)} MB (${fmt(r0.tracked)} addresses tracked at the end; heap ${r0.heapAtPeakMB.toFixed(0)} MB after GC)`, target: '≤ 300 MB', met: peak <= 300 },
-      {
-        name: 'after findtime passes',
-        value: `${fmt(r0.trackedAfter)} tracked; heap ${r0.heapAtPeakMB.toFixed(0)} → ${r0.heapAfterMB.toFixed(0)} MB, RSS ${r0.rssAtPeakTrackedMB.toFixed(0)} → ${r0.rssAfterMB.toFixed(0)} MB`,
-        target: 'memory given back', met: r0.trackedAfter <= 1 && r0.heapAfterMB < r0.heapAtPeakMB / 2,
-      },
-    ],
-    json: { runs },
+    title: `Many attackers: ${fmt(ADDRESSES)} distinct addresses failing once or twice inside findtime (${fmt(detection[0]!.lines)} lines), median of ${detection.length} runs each`,
+    rows: [...rows('detection (pipeline, lines in memory)', detection), ...rows('daemon path (pipeline + SQLite)', daemon)],
+    json: { detection, daemon },
   };
 }
 
-if (process.argv.includes('--child')) process.stdout.write(JSON.stringify(child()));
+if (process.argv.includes('--child')) process.stdout.write(JSON.stringify(child(false)));
+if (process.argv.includes('--child-store')) process.stdout.write(JSON.stringify(child(true)));

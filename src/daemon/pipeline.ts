@@ -147,6 +147,7 @@ export class Pipeline {
   private readonly expiry = new ExpiryHeap();
   private readonly now: () => number;
   private readonly counts: BanCounts;
+  private readonly growthConfigured: boolean;
   /** The recidive jail (fed with every other jail's bans), when enabled. */
   private readonly recidive: JailRuntime | null;
   private siegesActive = 0;
@@ -158,6 +159,7 @@ export class Pipeline {
   constructor(private readonly options: PipelineOptions) {
     this.now = options.now ?? Date.now;
     this.counts = new BanCounts(options.banCounts ?? null);
+    this.growthConfigured = options.jails.some((j) => j.bantimeGrowth);
     this.persistFailures = options.persistFailures ?? true;
     for (const config of options.jails) {
       const limits: JailLimits = { maxretry: config.maxretry, findtime: config.findtime };
@@ -330,7 +332,8 @@ export class Pipeline {
     jail.stats.bans++;
     if (decision.until !== null) this.expiry.push(decision.until, jail.config.name, decision.target);
     this.out.decisions.push(decision);
-    this.counts.add(decision.target, jail.config.name);
+    // Counts are read only for growing ban times; without them each new ban would cost two database reads.
+    if (this.growthConfigured) this.counts.add(decision.target, jail.config.name);
     if (decision.target.includes('/')) this.prefixBanned(jail, decision.target, true);
     if (jail.escalation !== null) {
       const esc = jail.escalation.onBan(decision.target, decision.time);
