@@ -66,7 +66,9 @@ export class BenchNamespace {
       '',
     ].join('\n'));
     const spawnedAt = performance.now();
-    const proc = this.spawn(process.execPath, [...CLI_ARGS, 'run', '--config', config], options.prefix);
+    // BENCH_DAEMON_NODE_FLAGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`, to profile the daemon under the bench.
+    const flags = (process.env.BENCH_DAEMON_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    const proc = this.spawn(process.execPath, [...flags, ...CLI_ARGS, 'run', '--config', config], options.prefix);
     const daemon = new Daemon(proc, socket, config, spawnedAt);
     await daemon.waitFor(/ started: /, options.timeoutMs ?? 60_000);
     return daemon;
