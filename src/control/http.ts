@@ -76,7 +76,10 @@ export class HttpServer {
 
   constructor(private readonly daemon: Daemon, private readonly config: Pick<Config, 'http' | 'jails'>, private readonly log: Logger) {
     this.activity = new Activity(daemon, config.jails);
-    const onDecision = (d: Decision): void => this.broadcast('decision', decisionJson(d));
+    // Formatted only when a dashboard is listening: a burst of bans costs nothing otherwise.
+    const onDecision = (d: Decision): void => {
+      if (this.sse.size > 0) this.broadcast('decision', decisionJson(d));
+    };
     const onEvent = (e: Event): void => {
       const p = this.pendingActivity;
       if (this.sse.size === 0) return;
