@@ -25,49 +25,24 @@ function stamp(ms: number): string {
   return `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2, ' ')} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 }
 
-/**
- * An sshd auth log: about a third attack lines from `attackers` distinct
- * IPv4/IPv6 sources, the rest ordinary noise (logins, sessions, cron, sudo).
- */
-export function writeAuthLog(path: string, lines: number, options: { seed?: number; attackers?: number; start?: number } = {}): void {
-  const rand = rng(options.seed ?? 42);
-  const attackers = options.attackers ?? 5000;
-  let t = options.start ?? new Date(2024, 0, 10, 0, 0, 0).getTime();
+/** Writes lines to `path` in blocks of 10,000 (one string per block, not per line). */
+function lineWriter(path: string): { push(line: string): void; close(): void } {
   const fd = openSync(path, 'w');
-  const users = ['root', 'admin', 'test', 'oracle', 'ubuntu', 'git', 'postgres', 'pi'];
-  const addr = (i: number): string => (i % 5 === 0 ? `2001:db8:${(i >> 8).toString(16)}::${(i & 255).toString(16)}` : `203.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
-  let buf: string[] = [];
-  for (let n = 0; n < lines; n++) {
-    t += Math.floor(rand() * 40);
-    const ts = stamp(t);
-    const pid = 1000 + Math.floor(rand() * 60000);
-    const r = rand();
-    let line: string;
-    if (r < 0.34) {
-      const a = addr(Math.floor(rand() * attackers));
-      const u = users[Math.floor(rand() * users.length)]!;
-      const port = 1024 + Math.floor(rand() * 60000);
-      const k = rand();
-      line = k < 0.5 ? `${ts} bench sshd[${pid}]: Failed password for ${u} from ${a} port ${port} ssh2`
-        : k < 0.8 ? `${ts} bench sshd[${pid}]: Invalid user ${u} from ${a} port ${port}`
-        : `${ts} bench sshd[${pid}]: Connection closed by authenticating user ${u} ${a} port ${port} [preauth]`;
-    } else if (r < 0.55) {
-      line = `${ts} bench CRON[${pid}]: pam_unix(cron:session): session opened for user root(uid=0) by (uid=0)`;
-    } else if (r < 0.7) {
-      line = `${ts} bench sshd[${pid}]: Accepted publickey for deploy from 192.0.2.${Math.floor(rand() * 200)} port ${1024 + pid} ssh2: ED25519 SHA256:abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG`;
-    } else if (r < 0.85) {
-      line = `${ts} bench sshd[${pid}]: pam_unix(sshd:session): session closed for user deploy`;
-    } else {
-      line = `${ts} bench systemd-logind[${pid}]: New session ${pid} of user deploy.`;
-    }
-    buf.push(line);
-    if (buf.length === 10000) {
-      writeSync(fd, `${buf.join('\n')}\n`);
-      buf = [];
-    }
-  }
-  if (buf.length) writeSync(fd, `${buf.join('\n')}\n`);
-  closeSync(fd);
+  let block: string[] = [];
+  const flush = (): void => {
+    if (block.length) writeSync(fd, `${block.join('\n')}\n`);
+    block = [];
+  };
+  return {
+    push(line) {
+      block.push(line);
+      if (block.length === 10_000) flush();
+    },
+    close() {
+      flush();
+      closeSync(fd);
+    },
+  };
 }
 
 /**
@@ -79,11 +54,10 @@ export function writeMixedLog(path: string, lines: number, options: { seed?: num
   const rand = rng(options.seed ?? 7);
   const attackers = options.attackers ?? 20_000;
   let t = options.start ?? new Date(2024, 0, 10, 0, 0, 0).getTime();
-  const fd = openSync(path, 'w');
+  const out = lineWriter(path);
   const users = ['root', 'admin', 'test', 'oracle', 'ubuntu', 'git', 'postgres', 'pi', 'info', 'sales'];
   const addr = (i: number): string => (i % 4 === 0 ? `2001:db8:${(i >> 8).toString(16)}::${(i & 255).toString(16)}` : `${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.${(i * 7) & 255}`);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  let buf: string[] = [];
   for (let n = 0; n < lines; n++) {
     t += Math.floor(rand() * 8);
     const ts = stamp(t);
@@ -129,12 +103,7 @@ export function writeMixedLog(path: string, lines: number, options: { seed?: num
     } else {
       line = `${ts} gw systemd[1]: Started session-${pid}.scope - Session ${pid} of User deploy.`;
     }
-    buf.push(line);
-    if (buf.length === 10000) {
-      writeSync(fd, `${buf.join('\n')}\n`);
-      buf = [];
-    }
+    out.push(line);
   }
-  if (buf.length) writeSync(fd, `${buf.join('\n')}\n`);
-  closeSync(fd);
+  out.close();
 }
