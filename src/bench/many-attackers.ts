@@ -95,7 +95,7 @@ function child(withStore: boolean): ChildResult {
   commit();
   const tracked = pipeline.failing('sshd');
   gc();
-  const heapAtPeak = process.memoryUsage().heapUsed;
+  const heapAtPeak = liveMemory();
   const rssAtPeakTracked = process.memoryUsage.rss();
   // The log's clock moves on past findtime; one more line makes the jail expire what aged out.
   clock = start + 20 * 60_000;
@@ -110,8 +110,14 @@ function child(withStore: boolean): ChildResult {
     lines: order.length, sliceNs, tracked, trackedAfter: pipeline.failing('sshd'),
     peakRssMB: Math.max(peakRss, resources.maxRSS * 1024) / 1e6,
     rssAtPeakTrackedMB: rssAtPeakTracked / 1e6,
-    heapAtPeakMB: heapAtPeak / 1e6, heapAfterMB: process.memoryUsage().heapUsed / 1e6, rssAfterMB: process.memoryUsage.rss() / 1e6,
+    heapAtPeakMB: heapAtPeak / 1e6, heapAfterMB: liveMemory() / 1e6, rssAfterMB: process.memoryUsage.rss() / 1e6,
   };
+}
+
+/** What the process holds after a GC: the JS heap and the typed arrays outside it (the failure counter's tables). */
+function liveMemory(): number {
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
 }
 
 function runChildren(withStore: boolean): ChildResult[] {
@@ -136,7 +142,7 @@ function rows(label: string, runs: ChildResult[]): BenchSection['rows'] {
   return [
     { name: `${label}: first 100,000 lines`, value: `${(first / 1000).toFixed(2)} µs/line` },
     { name: `${label}: last 100,000 lines`, value: `${(last / 1000).toFixed(2)} µs/line (last/first ${slowdown.toFixed(2)})`, target: '≤ 1.20× the first', met: slowdown <= 1.2 },
-    { name: `${label}: peak RSS`, value: `${peak.toFixed(0)} MB (${fmt(r0.tracked)} addresses tracked at the end; heap ${r0.heapAtPeakMB.toFixed(0)} MB after GC)`, target: '≤ 300 MB', met: peak <= 300 },
+    { name: `${label}: peak RSS`, value: `${peak.toFixed(0)} MB (${fmt(r0.tracked)} addresses tracked at the end; heap and typed arrays ${r0.heapAtPeakMB.toFixed(0)} MB after GC)`, target: '≤ 300 MB', met: peak <= 300 },
     {
       name: `${label}: after findtime passes`,
       value: `${fmt(r0.trackedAfter)} tracked; heap ${r0.heapAtPeakMB.toFixed(0)} → ${r0.heapAfterMB.toFixed(0)} MB, RSS ${r0.rssAtPeakTrackedMB.toFixed(0)} → ${r0.rssAfterMB.toFixed(0)} MB`,

@@ -2,38 +2,27 @@
  * Per-address failure counting for one jail: `maxretry` failures within
  * `findtime` → the address is due a ban. Times are the log lines' own times.
  *
- * Expiry walks a FIFO of tracked entries in the order they were created: an
- * entry at the front that is idle for findtime is dropped, one still active is
- * moved to the back (at most once per findtime of its life). So a failure
- * costs one Map lookup — no delete and re-insert — expiry never scans every
- * address, and memory is given back as addresses age out.
+ * A botnet makes a million of these entries, each failing once or twice, so
+ * an entry is one 64-byte row of a Float64Array (one cache line) instead of a
+ * JavaScript object, a Map entry and a key string (~270 bytes). Addresses are
+ * keyed by their numeric value in a chained hash table on typed arrays; a key
+ * that is not an address (a network in the recidive jail) goes to a small Map.
+ *
+ * Expiry walks a FIFO ring of entries in the order they were queued, and every
+ * entry is in it exactly once: an entry at the front that is idle for findtime
+ * is dropped, one still active is moved to the back (at most once per
+ * findtime of its life), one forgotten or tripped is only recycled when the
+ * walk reaches it. So a failure costs one lookup, expiry never scans every
+ * address, and when most entries have aged out the table is rebuilt smaller,
+ * giving the memory back.
  */
+
+import { parseIPv4, parseIPv6 } from '../core/address.js';
 
 export interface JailLimits {
   maxretry: number;
   /** Milliseconds. */
   findtime: number;
-}
-
-/**
- * One address's pending failures. Kept small, because a botnet makes a
- * million of them: most addresses fail once, so the first failure is held in
- * plain fields and arrays appear only from the second. Times are stored
- * relative to the counter's base so they stay small integers (no boxed doubles).
- */
-interface Tracked {
-  address: string;
-  /** Oldest failure in the window: time and line. */
-  time0: number;
-  line0: string;
-  /** Later failures, oldest first (with time0/line0 never more than maxretry), or null. */
-  times: number[] | null;
-  lines: string[] | null;
-  last: number;
-  /** When it was put at the back of the queue. */
-  queuedAt: number;
-  /** Without keepLines: the lines of this batch (until release()), the newest maxretry. */
-  recent: string[] | null;
 }
 
 export interface Trip {
@@ -43,19 +32,58 @@ export interface Trip {
   failures: number;
 }
 
-export class FailureCounter {
-  private readonly tracked = new Map<string, Tracked>();
-  /** Entries in expiry order from `head`; stale ones (forgotten, replaced) are skipped when reached. */
-  private queue: Tracked[] = [];
-  private head = 0;
-  /** Log time all stored times are relative to: the first failure seen. */
-  private base = Number.NaN;
-  private newest = 0;
-  private lastSweep = 0;
+/** Row layout: the key (a 128-bit address in three doubles of ≤ 48 bits), chain link, failures, two times, when queued. */
+const STRIDE = 8;
+const KEY_A = 0;
+const KEY_B = 1;
+const KEY_C = 2;
+const NEXT = 3;
+/** Failures in the window; 0 = the entry is dead (tripped or forgotten) and waits for the expiry walk to recycle it. */
+const COUNT = 4;
+const TIME0 = 5;
+const TIME1 = 6;
+const QUEUED = 7;
 
+const MIN_CAPACITY = 1024;
+const TWO_32 = 4294967296;
+const GROUPS = new Uint16Array(8);
+
+export class FailureCounter {
+  private capacity = MIN_CAPACITY;
+  private rows = new Float64Array(MIN_CAPACITY * STRIDE);
+  /** Hash bucket → first entry of its chain, or -1. As many buckets as rows. */
+  private buckets = new Int32Array(MIN_CAPACITY).fill(-1);
+  /** Entries in expiry order: a ring of `capacity` slots, `queued` of them from `head`. */
+  private queue = new Int32Array(MIN_CAPACITY);
+  private head = 0;
+  private queued = 0;
+  /** Rows handed out so far; recycled rows are chained through NEXT from `free`. */
+  private used = 0;
+  private free = -1;
+  private live = 0;
+  /** Failure times beyond the second, for the few entries that have more than two in the window. */
+  private readonly more = new Map<number, number[]>();
+  /**
+   * Per entry, keepLines: the window's lines, aligned with its times;
+   * otherwise this batch's lines (the newest maxretry) until release().
+   * One line is held as a string, several as an array.
+   */
+  private lines: (string | string[] | undefined)[] = [];
+  /** Without keepLines: the entries given lines since the last release(). */
+  private touched: number[] = [];
+  /** Keys that are not IP addresses, and the reverse. */
+  private readonly named = new Map<string, number>();
+  private readonly names = new Map<number, string>();
+  /** Per-counter hash seed: addresses are attacker-chosen, so chains must not be predictable. */
+  private readonly seed = (Math.random() * TWO_32) | 0;
+  /** Set by find(): whether the key it looked up was an address. */
+  private isAddress = false;
+  private keyA = 0;
+  private keyB = 0;
+  private keyC = 0;
+  private newest = -Infinity;
+  private lastSweep = -Infinity;
   private readonly keepLines: boolean;
-  /** Entries holding recent lines, to be let go at release(). */
-  private held: Tracked[] = [];
 
   /**
    * With `keepLines: false` lines are held only until release() — by then the
@@ -70,122 +98,316 @@ export class FailureCounter {
   /** Records a failure; returns a Trip when the address reached maxretry (its counter is then reset). */
   record(address: string, time: number, line: string): Trip | null {
     const { maxretry, findtime } = this.limits;
-    if (Number.isNaN(this.base)) this.base = time;
-    const at = time - this.base;
-    if (at > this.newest) this.newest = at;
-    let t = this.tracked.get(address);
+    if (time > this.newest) this.newest = time;
+    if (this.lastSweep === -Infinity) this.lastSweep = time;
+    let e = this.find(address);
     let count: number;
-    const kept = this.keepLines ? line : '';
-    if (t === undefined) {
-      // A substring would keep its whole log line alive as long as the address is tracked.
-      t = { address: detach(address), time0: at, line0: kept, times: null, lines: null, last: at, queuedAt: at, recent: null };
-      this.tracked.set(address, t);
-      this.queue.push(t);
+    if (e < 0) {
+      e = this.insert(address, time);
       count = 1;
+      this.lines[e] = line;
+      if (!this.keepLines) this.touched.push(e);
     } else {
-      count = this.add(t, at, kept, at - findtime, maxretry);
-    }
-    if (!this.keepLines) {
-      if (t.recent === null) {
-        t.recent = [line];
-        this.held.push(t);
-      } else {
-        t.recent.push(line);
-        if (t.recent.length > maxretry) t.recent.shift();
-      }
+      count = this.add(e, time, line, time - findtime, maxretry);
     }
     // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
     if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     if (count < maxretry) return null;
-    this.tracked.delete(address);
-    const evidence = !this.keepLines ? t.recent!.slice(-count) : t.lines === null ? [t.line0] : [t.line0, ...t.lines];
+    const held = this.lines[e]!;
+    this.kill(e);
+    const evidence = typeof held === 'string' ? [held] : this.keepLines ? held : held.slice(-count);
     return { address, evidence, failures: count };
   }
 
   /** Lets go of the lines held since the last call (keepLines: false): they are in the caller's database now. */
   release(): void {
-    if (this.held.length === 0) return;
-    for (const t of this.held) t.recent = null;
-    this.held = [];
-  }
-
-  /** Adds a failure to a tracked address, dropping those at or before `limit` and beyond maxretry; returns the count. */
-  private add(t: Tracked, at: number, line: string, limit: number, maxretry: number): number {
-    if (t.times === null) {
-      if (t.time0 <= limit) {
-        t.time0 = at;
-        t.line0 = line;
-      } else {
-        t.times = [at];
-        t.lines = [line];
-      }
-    } else {
-      t.times.push(at);
-      t.lines!.push(line);
-    }
-    if (at > t.last) t.last = at;
-    // Promote from the arrays while the oldest is out of the window or there are more than maxretry.
-    while (t.times !== null && (t.time0 <= limit || 1 + t.times.length > maxretry)) {
-      t.time0 = t.times.shift()!;
-      t.line0 = t.lines!.shift()!;
-      if (t.times.length === 0) { t.times = null; t.lines = null; }
-    }
-    return t.times === null ? 1 : 1 + t.times.length;
+    if (this.keepLines) return;
+    for (const e of this.touched) this.lines[e] = undefined;
+    this.touched = [];
   }
 
   /** Forgets an address (after a ban, or when it was allowlisted). */
   forget(address: string): void {
-    this.tracked.delete(address);
+    const e = this.find(address);
+    if (e >= 0) this.kill(e);
   }
 
   /** Removes addresses whose last failure is older than findtime before `now` (log time, ms since the epoch). */
   expire(now: number): number {
-    return Number.isNaN(this.base) ? 0 : this.sweep(now - this.base);
+    return this.lastSweep === -Infinity ? 0 : this.sweep(now);
+  }
+
+  /** Addresses with failures still inside the window. */
+  get size(): number {
+    return this.live;
+  }
+
+  failuresOf(address: string): number {
+    const e = this.find(address);
+    return e < 0 ? 0 : this.rows[e * STRIDE + COUNT]!;
+  }
+
+  /** Adds a failure to a live entry, dropping those at or before `limit` and beyond maxretry; returns the count. */
+  private add(e: number, at: number, line: string, limit: number, maxretry: number): number {
+    const rows = this.rows;
+    const o = e * STRIDE;
+    const n = rows[o + COUNT]!;
+    let count: number;
+    if (n === 1 && rows[o + TIME0]! <= limit) {
+      // The one failure held has aged out: the new one replaces it (the botnet case, no allocation).
+      rows[o + TIME0] = at;
+      count = 1;
+      if (this.keepLines) this.lines[e] = line;
+    } else if (n === 1 && maxretry >= 2) {
+      rows[o + TIME1] = at;
+      rows[o + COUNT] = count = 2;
+      if (this.keepLines) this.appendLine(e, line, Infinity);
+    } else {
+      count = this.addSlow(e, at, line, limit, maxretry);
+    }
+    if (!this.keepLines) {
+      if (this.lines[e] === undefined) this.touched.push(e);
+      this.appendLine(e, line, maxretry);
+    }
+    return count;
+  }
+
+  /** The general case: the window's times as an array, appended to and trimmed from the front. */
+  private addSlow(e: number, at: number, line: string, limit: number, maxretry: number): number {
+    const rows = this.rows;
+    const o = e * STRIDE;
+    const n = rows[o + COUNT]!;
+    const times = n === 1 ? [rows[o + TIME0]!] : [rows[o + TIME0]!, rows[o + TIME1]!, ...(this.more.get(e) ?? [])];
+    times.push(at);
+    let drop = 0;
+    while (times.length - drop > 1 && (times[drop]! <= limit || times.length - drop > maxretry)) drop++;
+    if (drop > 0) times.splice(0, drop);
+    if (this.keepLines) {
+      const held = this.lines[e]!;
+      const all = typeof held === 'string' ? [held, line] : [...held, line];
+      if (drop > 0) all.splice(0, drop);
+      this.lines[e] = all.length === 1 ? all[0]! : all;
+    }
+    rows[o + TIME0] = times[0]!;
+    rows[o + TIME1] = times.length > 1 ? times[1]! : 0;
+    if (times.length > 2) this.more.set(e, times.slice(2));
+    else this.more.delete(e);
+    rows[o + COUNT] = times.length;
+    return times.length;
+  }
+
+  /** Appends a line to an entry's held lines, keeping the newest `keep`. */
+  private appendLine(e: number, line: string, keep: number): void {
+    const held = this.lines[e];
+    if (held === undefined) this.lines[e] = line;
+    else if (typeof held === 'string') this.lines[e] = keep >= 2 ? [held, line] : line;
+    else if (held.push(line) > keep) held.shift();
+  }
+
+  /** The newest failure time of a live entry (lines can arrive slightly out of order). */
+  private newestOf(e: number): number {
+    const o = e * STRIDE;
+    const n = this.rows[o + COUNT]!;
+    let t = this.rows[o + TIME0]!;
+    if (n >= 2) t = Math.max(t, this.rows[o + TIME1]!);
+    if (n > 2) for (const x of this.more.get(e)!) if (x > t) t = x;
+    return t;
   }
 
   private sweep(now: number): number {
     this.lastSweep = now;
     const limit = now - this.limits.findtime;
-    const { queue } = this;
-    const end = queue.length;
+    const rows = this.rows;
     let removed = 0;
-    // Only the entries present now are looked at: one moved to the back is not seen again in this sweep.
-    while (this.head < end) {
-      const t = queue[this.head]!;
-      if (this.tracked.get(t.address) !== t) { this.head++; continue; }
-      // Queued in the window: so is everything behind it.
-      if (t.queuedAt > limit) break;
-      this.head++;
-      if (t.last <= limit) {
-        this.tracked.delete(t.address);
-        removed++;
-      } else {
-        t.queuedAt = now;
-        queue.push(t);
+    // Only the entries queued now are looked at: one moved to the back is not seen again in this sweep.
+    for (let left = this.queued; left > 0; left--) {
+      const e = this.queue[this.head]!;
+      const o = e * STRIDE;
+      if (rows[o + COUNT] !== 0) {
+        // Queued in the window: so is everything behind it.
+        if (rows[o + QUEUED]! > limit) break;
+        if (this.newestOf(e) <= limit) {
+          this.kill(e);
+          removed++;
+        } else {
+          rows[o + QUEUED] = now;
+          this.pop();
+          this.push(e);
+          continue;
+        }
       }
+      this.pop();
+      this.recycle(e);
     }
-    if (this.head > 1024 && this.head * 2 > queue.length) {
-      this.queue = queue.slice(this.head);
-      this.head = 0;
-    }
+    if (this.capacity > MIN_CAPACITY && this.live * 4 < this.capacity) this.resize(Math.max(MIN_CAPACITY, 2 ** Math.ceil(Math.log2(this.live * 2 + 1))));
     return removed;
   }
 
-  /** Addresses with failures still inside the window. */
-  get size(): number {
-    return this.tracked.size;
+  /** Looks `address` up; leaves its key in keyA..C. Returns the entry or -1. */
+  private find(address: string): number {
+    this.isAddress = this.keyOf(address);
+    if (!this.isAddress) return this.named.get(address) ?? -1;
+    const rows = this.rows;
+    const a = this.keyA;
+    const b = this.keyB;
+    const c = this.keyC;
+    for (let e = this.buckets[this.hash(a, b, c) & (this.capacity - 1)]!; e >= 0; e = rows[e * STRIDE + NEXT]!) {
+      const o = e * STRIDE;
+      if (rows[o + KEY_C] === c && rows[o + KEY_B] === b && rows[o + KEY_A] === a) return e;
+    }
+    return -1;
   }
 
-  failuresOf(address: string): number {
-    const t = this.tracked.get(address);
-    return t === undefined ? 0 : t.times === null ? 1 : 1 + t.times.length;
+  /** A new live entry for the key find() just looked up. */
+  private insert(address: string, time: number): number {
+    if (this.free < 0 && this.used === this.capacity) this.resize(this.capacity * 2);
+    let e: number;
+    if (this.free >= 0) {
+      e = this.free;
+      this.free = this.rows[e * STRIDE + NEXT]!;
+    } else {
+      e = this.used++;
+    }
+    const rows = this.rows;
+    const o = e * STRIDE;
+    rows[o + COUNT] = 1;
+    rows[o + TIME0] = time;
+    rows[o + TIME1] = 0;
+    rows[o + QUEUED] = time;
+    if (this.isAddress) {
+      rows[o + KEY_A] = this.keyA;
+      rows[o + KEY_B] = this.keyB;
+      rows[o + KEY_C] = this.keyC;
+      this.link(e);
+    } else {
+      rows[o + KEY_A] = rows[o + KEY_B] = rows[o + KEY_C] = Number.NaN;
+      this.named.set(address, e);
+      this.names.set(e, address);
+    }
+    this.push(e);
+    this.live++;
+    return e;
+  }
+
+  /** Ends an entry's life: out of the index now, its row recycled when the expiry walk reaches it. */
+  private kill(e: number): void {
+    const rows = this.rows;
+    const o = e * STRIDE;
+    const name = this.names.get(e);
+    if (name !== undefined) {
+      this.named.delete(name);
+      this.names.delete(e);
+    } else {
+      const bucket = this.hash(rows[o + KEY_A]!, rows[o + KEY_B]!, rows[o + KEY_C]!) & (this.capacity - 1);
+      let prev = -1;
+      for (let x = this.buckets[bucket]!; x !== e; x = rows[x * STRIDE + NEXT]!) prev = x;
+      if (prev < 0) this.buckets[bucket] = rows[o + NEXT]!;
+      else rows[prev * STRIDE + NEXT] = rows[o + NEXT]!;
+    }
+    rows[o + COUNT] = 0;
+    this.more.delete(e);
+    this.lines[e] = undefined;
+    this.live--;
+  }
+
+  private recycle(e: number): void {
+    this.rows[e * STRIDE + NEXT] = this.free;
+    this.free = e;
+  }
+
+  private link(e: number): void {
+    const o = e * STRIDE;
+    const bucket = this.hash(this.rows[o + KEY_A]!, this.rows[o + KEY_B]!, this.rows[o + KEY_C]!) & (this.capacity - 1);
+    this.rows[o + NEXT] = this.buckets[bucket]!;
+    this.buckets[bucket] = e;
+  }
+
+  private push(e: number): void {
+    this.queue[(this.head + this.queued) & (this.capacity - 1)] = e;
+    this.queued++;
+  }
+
+  private pop(): void {
+    this.head = (this.head + 1) & (this.capacity - 1);
+    this.queued--;
+  }
+
+  /**
+   * Rebuilds the table with room for `capacity` entries: live entries are
+   * copied in queue order (so the queue becomes 0..live-1), dead ones dropped.
+   */
+  private resize(capacity: number): void {
+    const old = this.rows;
+    const rows = new Float64Array(capacity * STRIDE);
+    const queue = new Int32Array(capacity);
+    const renumber = new Int32Array(this.capacity);
+    const lines: (string | string[] | undefined)[] = [];
+    let n = 0;
+    for (let i = 0; i < this.queued; i++) {
+      const e = this.queue[(this.head + i) & (this.capacity - 1)]!;
+      if (old[e * STRIDE + COUNT] === 0) continue;
+      rows.set(old.subarray(e * STRIDE, e * STRIDE + STRIDE), n * STRIDE);
+      queue[n] = n;
+      lines.push(this.lines[e]);
+      renumber[e] = ++n;
+    }
+    this.lines = lines;
+    this.touched = this.touched.filter((e) => renumber[e]! > 0).map((e) => renumber[e]! - 1);
+    this.rows = rows;
+    this.queue = queue;
+    this.capacity = capacity;
+    this.head = 0;
+    this.queued = this.used = this.live = n;
+    this.free = -1;
+    this.buckets = new Int32Array(capacity).fill(-1);
+    // renumber[e] is the new number + 1 (0: dropped).
+    for (const map of [this.more, this.names] as Map<number, unknown>[]) {
+      const entries = [...map];
+      map.clear();
+      for (const [e, v] of entries) if (renumber[e]! > 0) map.set(renumber[e]! - 1, v);
+    }
+    this.named.clear();
+    for (const [e, name] of this.names) this.named.set(name, e);
+    for (let e = 0; e < n; e++) if (!this.names.has(e)) this.link(e);
+  }
+
+  /** Puts the address's 128-bit value into keyA..C (IPv4 as IPv4-mapped IPv6); false if it is not an address. */
+  private keyOf(address: string): boolean {
+    const v4 = parseIPv4(address, 0, address.length);
+    if (v4 >= 0) {
+      this.keyA = 0;
+      this.keyB = 0xffff;
+      this.keyC = v4;
+      return true;
+    }
+    if (!parseIPv6(address, GROUPS)) return false;
+    const g = GROUPS;
+    this.keyA = (g[0]! * 65536 + g[1]!) * 65536 + g[2]!;
+    this.keyB = (g[3]! * 65536 + g[4]!) * 65536 + g[5]!;
+    this.keyC = g[6]! * 65536 + g[7]!;
+    return true;
+  }
+
+  /** Seeded 32-bit mix of the key's five 32-bit words (murmur3's steps). */
+  private hash(a: number, b: number, c: number): number {
+    let h = this.seed;
+    h = mix(h, a | 0);
+    h = mix(h, (a / TWO_32) | 0);
+    h = mix(h, b | 0);
+    h = mix(h, (b / TWO_32) | 0);
+    h = mix(h, c | 0);
+    h ^= h >>> 16;
+    h = Math.imul(h, 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 }
 
-/** A copy of `s` that shares no memory with the string it was cut from (V8 slices strings of 13+ characters by reference). */
-function detach(s: string): string {
-  if (s.length < 13) return s;
-  const codes = new Array<number>(s.length);
-  for (let i = 0; i < s.length; i++) codes[i] = s.charCodeAt(i);
-  return String.fromCharCode(...codes);
+function mix(h: number, word: number): number {
+  let k = Math.imul(word, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  h ^= Math.imul(k, 0x1b873593);
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
 }
