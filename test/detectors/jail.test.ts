@@ -45,3 +45,52 @@ test('without keepLines, lines are held only until release(): the caller has the
   c.record('b', 5_000, 'y');
   assert.deepEqual(c.record('b', 6_000, 'z')!.evidence, ['y', 'z']);
 });
+
+test('agrees with a plain list-per-address model on random traffic (IPv4, IPv6, networks; the table grows and shrinks)', () => {
+  let seed = 7;
+  const random = (): number => ((seed = (Math.imul(seed, 1103515245) + 12345) & 0x7fffffff) / 0x7fffffff);
+  for (const keepLines of [true, false]) {
+    const limits = { maxretry: 4, findtime: 5_000 };
+    const counter = new FailureCounter(limits, { keepLines });
+    const model = new Map<string, { time: number; line: string }[]>();
+    const addresses = Array.from({ length: 5000 }, (_, i) =>
+      i % 3 === 0 ? `10.${(i >> 8) & 255}.${i & 255}.1` : i % 3 === 1 ? `2001:db8::${i.toString(16)}:1` : `192.0.${i & 255}.0/24`);
+    let time = 1_700_000_000_000;
+    let sinceRelease: string[] = [];
+    for (let step = 0; step < 60_000; step++) {
+      time += Math.floor(random() * 4);
+      if (step % 20_000 === 19_999) time += 3 * limits.findtime; // everybody ages out: the table shrinks
+      const address = addresses[Math.floor(random() * random() * addresses.length)]!;
+      const line = `line ${step}`;
+      const window = (model.get(address) ?? []).filter((f) => f.time > time - limits.findtime);
+      window.push({ time, line });
+      while (window.length > limits.maxretry) window.shift();
+      sinceRelease.push(line);
+      const trip = counter.record(address, time, line);
+      if (window.length >= limits.maxretry) {
+        model.delete(address);
+        const expected = window.map((f) => f.line).filter((l) => keepLines || sinceRelease.includes(l));
+        assert.deepEqual(trip, { address, evidence: expected, failures: limits.maxretry }, `step ${step}`);
+      } else {
+        model.set(address, window);
+        assert.equal(trip, null, `step ${step}`);
+        assert.equal(counter.failuresOf(address), window.length, `step ${step}`);
+      }
+      if (step % 500 === 0) {
+        counter.release();
+        sinceRelease = [];
+      }
+      if (step % 1000 === 0) {
+        counter.expire(time);
+        // Expiry is lazy by at most one findtime: an entry moved to the back of the queue waits for its turn.
+        let lazy = 0;
+        for (const [a, w] of model) {
+          const newest = w[w.length - 1]!.time;
+          if (newest <= time - limits.findtime) model.delete(a);
+          if (newest > time - 2 * limits.findtime) lazy++;
+        }
+        assert.ok(counter.size >= model.size && counter.size <= lazy, `size ${counter.size} at step ${step}: ${model.size}..${lazy}`);
+      }
+    }
+  }
+});
