@@ -49,11 +49,11 @@ function child(withStore: boolean): ChildResult {
   const store = withStore ? Store.open(dir) : null;
   const pipeline = new Pipeline({
     jails, globalIgnore: [], mode: 'live', origin: 'bench', includeHostAddresses: false, now: () => clock,
-    ...(store ? { evidenceFor: (jail: string, addr: string, limit: number) => store.failureLines(jail, addr, limit) } : { persistFailures: false }),
+    ...(store ? { failureLog: { nextId: store.nextFailureId(), lines: (ids: readonly number[]) => store.failureLines(ids) } } : {}),
   });
   const commit = (): void => {
     const out = pipeline.take();
-    store?.commit({ failuresAdded: out.failuresAdded, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
+    store?.commit({ failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
   };
   pipeline.addRoute('bench', ['sshd']);
   const parser = new EnvelopeParser({ now: () => clock });

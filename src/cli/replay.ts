@@ -30,7 +30,7 @@ export async function replay(
   const jails = config.jails.filter((j) => j.enabled);
   // Allowlist names and files are resolved once, as they are now: replay shows what today's allowlist would have let in.
   const allowlistResolver = new AllowlistResolver({ ...(config.dns?.servers.length ? { servers: config.dns.servers, dnsTimeoutMs: config.dns.timeoutMs } : {}) });
-  const pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'replay', origin: 'replay', persistFailures: false, includeHostAddresses: options.includeHostAddresses ?? true,
+  const pipeline = new Pipeline({ jails, globalIgnore: config.ignoreip, mode: 'replay', origin: 'replay', includeHostAddresses: options.includeHostAddresses ?? true,
     ...(options.onNotice ? { onNotice: options.onNotice } : {}),
     allowlist: config.allowlist ?? [], allowlistResolver,
   });

@@ -156,7 +156,7 @@ export class Daemon {
       allowlist: config.allowlist ?? [], allowlistResolver: this.kernel.resolver,
       jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e),
       banCounts: (target, jail) => this.store.banCount(target, jail), onNotice: (m) => log.warn(m),
-      evidenceFor: (jail, address, limit) => this.store.failureLines(jail, address, limit),
+      failureLog: { nextId: this.store.nextFailureId(), lines: (ids) => this.store.failureLines(ids) },
     });
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
     this.kernel.useEnforcers(jails, assignments);
@@ -233,6 +233,7 @@ export class Daemon {
       ...extra,
       checkpoints,
       failuresAdded: out.failuresAdded,
+      failuresConsumed: out.failuresConsumed,
       failuresCleared: out.failuresCleared,
       bans: out.decisions.filter((d) => d.action === 'ban'),
       unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),

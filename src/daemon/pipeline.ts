@@ -33,12 +33,11 @@ export interface PipelineOptions {
   /** `replay`: bans end at line time + bantime; `live`: at wall clock + bantime. */
   mode: 'replay' | 'live';
   /**
-   * The newest `limit` persisted failure lines of an address in a jail (the daemon's database):
-   * when given, counters keep no lines and a ban's evidence is read back from here.
+   * The daemon's state database: every failure is handed out as a row (output
+   * `failuresAdded`) with an id, counters hold the ids rather than the lines,
+   * and a ban's evidence is read back by id. Without it (replay) counters hold the lines.
    */
-  evidenceFor?: (jail: string, address: string, limit: number) => string[];
-  /** Hand out pending failures for the state database (default true; replay keeps no state). */
-  persistFailures?: boolean;
+  failureLog?: FailureLog;
   now?: () => number;
   origin: string;
   /** Treat the host's own addresses as allowlisted (always in live use; tests may turn it off). */
@@ -55,13 +54,26 @@ export interface PipelineOptions {
   allowlistResolver?: AllowlistResolver;
 }
 
+export interface FailureLog {
+  /** The first id to hand out (ids increase for the life of the database). */
+  nextId: number;
+  /** The stored lines of these failures, in the order given. */
+  lines(ids: readonly number[]): string[];
+}
+
 export interface PipelineOutput {
   decisions: Decision[];
   failuresAdded: FailureRow[];
-  failuresCleared: Array<{ jail: string; address: string }>;
+  /** Ids of failures that ended in a ban. */
+  failuresConsumed: number[];
+  /** An address's failures in a jail that stop counting (a long-window ban). */
+  failuresCleared: Array<{ jail: string; address: string; before: number }>;
 }
 
-const EMPTY_OUTPUT: PipelineOutput = Object.freeze({ decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: Object.freeze([]) as unknown as FailureRow[], failuresCleared: Object.freeze([]) as unknown as PipelineOutput['failuresCleared'] });
+const EMPTY_OUTPUT: PipelineOutput = Object.freeze({
+  decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: Object.freeze([]) as unknown as FailureRow[],
+  failuresConsumed: Object.freeze([]) as unknown as number[], failuresCleared: Object.freeze([]) as unknown as PipelineOutput['failuresCleared'],
+});
 
 export interface JailStats {
   failures: number;
@@ -86,7 +98,8 @@ interface JailRuntime {
   config: JailConfig;
   /** The counter's limits; a siege lowers maxretry while it lasts. */
   limits: JailLimits;
-  counter: FailureCounter;
+  /** Holds failure ids with a FailureLog (the recidive jail: its lines), otherwise lines. */
+  counter: FailureCounter<string | number>;
   allowlist: Allowlist;
   active: Map<string, number | null>;
   stats: JailStats;
@@ -151,8 +164,11 @@ export class Pipeline {
   /** The recidive jail (fed with every other jail's bans), when enabled. */
   private readonly recidive: JailRuntime | null;
   private siegesActive = 0;
-  private out: PipelineOutput = { decisions: [], failuresAdded: [], failuresCleared: [] };
-  private readonly persistFailures: boolean;
+  private out: PipelineOutput = { decisions: [], failuresAdded: [], failuresConsumed: [], failuresCleared: [] };
+  private readonly failureLog: FailureLog | null;
+  private nextFailureId: number;
+  /** The first failure id of the batch not yet taken: ids from here on are in out.failuresAdded, in order. */
+  private batchFirstId: number;
   linesProcessed = 0;
   linesMatched = 0;
 
@@ -160,14 +176,14 @@ export class Pipeline {
     this.now = options.now ?? Date.now;
     this.counts = new BanCounts(options.banCounts ?? null);
     this.growthConfigured = options.jails.some((j) => j.bantimeGrowth);
-    this.persistFailures = options.persistFailures ?? true;
+    this.failureLog = options.failureLog ?? null;
+    this.nextFailureId = this.batchFirstId = this.failureLog?.nextId ?? 1;
     for (const config of options.jails) {
       const limits: JailLimits = { maxretry: config.maxretry, findtime: config.findtime };
       this.jails.set(config.name, {
         config,
         limits,
-        // With a database to read evidence from, lines are not held per address (a botnet makes millions).
-        counter: new FailureCounter(limits, { keepLines: options.evidenceFor === undefined || config.name === RECIDIVE_JAIL }),
+        counter: new FailureCounter<string | number>(limits),
         allowlist: new Allowlist([...options.globalIgnore, ...config.ignoreip], {
           includeHost: options.includeHostAddresses ?? true, entries: [...(options.allowlist ?? []), ...(config.allowlist ?? [])], resolver: options.allowlistResolver,
         }),
@@ -282,28 +298,35 @@ export class Pipeline {
     // Lines from an address already banned here (logged before the firewall took effect) do not count again.
     if (jail.active.has(address)) return;
     if (jail.prefixBanCount > 0 && this.coveringPrefixBan(jail, address) !== null) return;
-    const trip = jail.counter.record(address, ev.time, ev.line.raw);
+    let ref: string | number = ev.line.raw;
+    if (this.failureLog !== null) {
+      ref = this.nextFailureId++;
+      this.out.failuresAdded.push({ id: ref, jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
+    }
+    const trip = jail.counter.record(address, ev.time, ref);
     if (trip === null) {
-      if (this.persistFailures) this.out.failuresAdded.push({ jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
       if (jail.longWindow !== null) {
         for (const t of jail.longWindow.record(address, ev.user, ev.time)) this.banLongWindow(jail, t, ev);
       }
       return;
     }
-    if (this.persistFailures) this.out.failuresCleared.push({ jail: jail.config.name, address });
+    if (this.failureLog !== null) for (const id of trip.evidence) this.out.failuresConsumed.push(id as number);
     jail.longWindow?.forget(address);
     const { config } = jail;
     const sieged = jail.siege?.active ? `; siege: maxretry ${jail.limits.maxretry}` : '';
     this.banFor(jail, address, ev.time,
       `${trip.failures} failure${trip.failures === 1 ? '' : 's'} within ${formatDuration(config.findtime)} (last: ${ev.kind} by ${ev.filter}${ev.user ? `, user ${JSON.stringify(ev.user)}` : ''})${sieged}`,
-      this.evidenceOf(jail, address, trip), this.jailBantime(jail));
+      this.evidenceOf(trip), this.jailBantime(jail));
   }
 
-  /** A trip's evidence when the counter holds only this batch's lines: the older ones come from the database. */
-  private evidenceOf(jail: JailRuntime, address: string, trip: Trip): string[] {
-    const missing = trip.failures - trip.evidence.length;
-    if (missing <= 0 || this.options.evidenceFor === undefined) return trip.evidence;
-    return [...this.options.evidenceFor(jail.config.name, address, missing), ...trip.evidence];
+  /** A trip's lines: held by the counter, or by id in this batch's rows or (older) the database. */
+  private evidenceOf(trip: Trip<string | number>): string[] {
+    const log = this.failureLog;
+    if (log === null) return trip.evidence as string[];
+    const stored = (trip.evidence as number[]).filter((id) => id < this.batchFirstId);
+    const lines = stored.length > 0 ? log.lines(stored) : [];
+    for (const id of trip.evidence as number[]) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded[id - this.batchFirstId]!.line);
+    return lines;
   }
 
   /** The jail's base ban time now: a siege may lengthen it. */
@@ -344,9 +367,11 @@ export class Pipeline {
       const line = `${new Date(decision.time).toISOString()} [${jail.config.name}] ban ${decision.target}: ${decision.reason}`;
       const trip = recidive.counter.record(decision.target, decision.time, line);
       if (trip !== null) {
-        const jails = [...new Set(trip.evidence.map((l) => /\[([^\]]+)\]/.exec(l)?.[1] ?? '?'))];
+        // The recidive jail counts bans, not failures: it holds the lines it made up.
+        const evidence = trip.evidence as string[];
+        const jails = [...new Set(evidence.map((l) => /\[([^\]]+)\]/.exec(l)?.[1] ?? '?'))];
         this.banFor(recidive, decision.target, decision.time,
-          `banned ${trip.failures} times within ${formatDuration(recidive.config.findtime)} (in ${jails.join(', ')})`, trip.evidence, recidive.config.bantime);
+          `banned ${trip.failures} times within ${formatDuration(recidive.config.findtime)} (in ${jails.join(', ')})`, evidence, recidive.config.bantime);
       }
     }
   }
@@ -371,7 +396,7 @@ export class Pipeline {
     const slow = jail.config.slow!;
     if (jail.active.has(t.address)) return;
     jail.counter.forget(t.address);
-    this.out.failuresCleared.push({ jail: jail.config.name, address: t.address });
+    if (this.failureLog !== null) this.out.failuresCleared.push({ jail: jail.config.name, address: t.address, before: ev.time });
     const window = formatDuration(slow.window);
     let reason: string;
     if (t.kind === 'slow') {
@@ -514,7 +539,7 @@ export class Pipeline {
     for (const f of failures) {
       const jail = this.jails.get(f.jail);
       if (!jail || jail.active.has(f.address)) continue;
-      const trip = jail.counter.record(f.address, f.time, f.line);
+      const trip = jail.counter.record(f.address, f.time, this.failureLog !== null ? f.id : f.line);
       if (trip) jail.counter.forget(f.address);
       jail.longWindow?.restore(f.address, f.time);
     }
@@ -545,11 +570,10 @@ export class Pipeline {
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
   take(): PipelineOutput {
     const out = this.out;
-    // The caller commits what it takes: counters need not hold those lines any longer.
-    if (this.options.evidenceFor !== undefined) for (const jail of this.jails.values()) jail.counter.release();
+    this.batchFirstId = this.nextFailureId;
     // Most lines decide nothing: hand back the same empty output rather than allocate per line.
     if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;
-    this.out = { decisions: [], failuresAdded: [], failuresCleared: [] };
+    this.out = { decisions: [], failuresAdded: [], failuresConsumed: [], failuresCleared: [] };
     return out;
   }
 

@@ -25,10 +25,10 @@ export interface JailLimits {
   findtime: number;
 }
 
-export interface Trip {
+export interface Trip<R> {
   address: string;
-  /** The lines that counted, oldest first. */
-  evidence: string[];
+  /** What was recorded with the failures that counted (their lines, or ids to read them back by), oldest first. */
+  evidence: R[];
   failures: number;
 }
 
@@ -48,7 +48,12 @@ const MIN_CAPACITY = 1024;
 const TWO_32 = 4294967296;
 const GROUPS = new Uint16Array(8);
 
-export class FailureCounter {
+/**
+ * `R` is what is kept per failure for the evidence: the log line itself, or
+ * (in the daemon) the id of the failure's row in the state database, so a
+ * million attackers' lines are not held in memory.
+ */
+export class FailureCounter<R extends string | number = string> {
   private capacity = MIN_CAPACITY;
   private rows = new Float64Array(MIN_CAPACITY * STRIDE);
   /** Hash bucket → first entry of its chain, or -1. As many buckets as rows. */
@@ -63,14 +68,8 @@ export class FailureCounter {
   private live = 0;
   /** Failure times beyond the second, for the few entries that have more than two in the window. */
   private readonly more = new Map<number, number[]>();
-  /**
-   * Per entry, keepLines: the window's lines, aligned with its times;
-   * otherwise this batch's lines (the newest maxretry) until release().
-   * One line is held as a string, several as an array.
-   */
-  private lines: (string | string[] | undefined)[] = [];
-  /** Without keepLines: the entries given lines since the last release(). */
-  private touched: number[] = [];
+  /** Per entry, what was recorded with the window's failures, aligned with its times: one held as is, several in an array. */
+  private refs: (R | R[] | undefined)[] = [];
   /** Keys that are not IP addresses, and the reverse. */
   private readonly named = new Map<string, number>();
   private readonly names = new Map<number, string>();
@@ -83,20 +82,11 @@ export class FailureCounter {
   private keyC = 0;
   private newest = -Infinity;
   private lastSweep = -Infinity;
-  private readonly keepLines: boolean;
 
-  /**
-   * With `keepLines: false` lines are held only until release() — by then the
-   * caller has written them to its database, and a million attackers' lines
-   * would not fit in memory. Trip.evidence then has just the lines since the
-   * last release; the caller reads the older ones back.
-   */
-  constructor(private readonly limits: JailLimits, options: { keepLines?: boolean } = {}) {
-    this.keepLines = options.keepLines ?? true;
-  }
+  constructor(private readonly limits: JailLimits) {}
 
   /** Records a failure; returns a Trip when the address reached maxretry (its counter is then reset). */
-  record(address: string, time: number, line: string): Trip | null {
+  record(address: string, time: number, ref: R): Trip<R> | null {
     const { maxretry, findtime } = this.limits;
     if (time > this.newest) this.newest = time;
     if (this.lastSweep === -Infinity) this.lastSweep = time;
@@ -105,25 +95,16 @@ export class FailureCounter {
     if (e < 0) {
       e = this.insert(address, time);
       count = 1;
-      this.lines[e] = line;
-      if (!this.keepLines) this.touched.push(e);
+      this.refs[e] = ref;
     } else {
-      count = this.add(e, time, line, time - findtime, maxretry);
+      count = this.add(e, time, ref, time - findtime, maxretry);
     }
     // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
     if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     if (count < maxretry) return null;
-    const held = this.lines[e]!;
+    const held = this.refs[e]!;
     this.kill(e);
-    const evidence = typeof held === 'string' ? [held] : this.keepLines ? held : held.slice(-count);
-    return { address, evidence, failures: count };
-  }
-
-  /** Lets go of the lines held since the last call (keepLines: false): they are in the caller's database now. */
-  release(): void {
-    if (this.keepLines) return;
-    for (const e of this.touched) this.lines[e] = undefined;
-    this.touched = [];
+    return { address, evidence: Array.isArray(held) ? held : [held], failures: count };
   }
 
   /** Forgets an address (after a ban, or when it was allowlisted). */
@@ -148,7 +129,7 @@ export class FailureCounter {
   }
 
   /** Adds a failure to a live entry, dropping those at or before `limit` and beyond maxretry; returns the count. */
-  private add(e: number, at: number, line: string, limit: number, maxretry: number): number {
+  private add(e: number, at: number, ref: R, limit: number, maxretry: number): number {
     const rows = this.rows;
     const o = e * STRIDE;
     const n = rows[o + COUNT]!;
@@ -157,23 +138,19 @@ export class FailureCounter {
       // The one failure held has aged out: the new one replaces it (the botnet case, no allocation).
       rows[o + TIME0] = at;
       count = 1;
-      if (this.keepLines) this.lines[e] = line;
+      this.refs[e] = ref;
     } else if (n === 1 && maxretry >= 2) {
       rows[o + TIME1] = at;
       rows[o + COUNT] = count = 2;
-      if (this.keepLines) this.appendLine(e, line, Infinity);
+      this.refs[e] = [this.refs[e] as R, ref];
     } else {
-      count = this.addSlow(e, at, line, limit, maxretry);
-    }
-    if (!this.keepLines) {
-      if (this.lines[e] === undefined) this.touched.push(e);
-      this.appendLine(e, line, maxretry);
+      count = this.addSlow(e, at, ref, limit, maxretry);
     }
     return count;
   }
 
   /** The general case: the window's times as an array, appended to and trimmed from the front. */
-  private addSlow(e: number, at: number, line: string, limit: number, maxretry: number): number {
+  private addSlow(e: number, at: number, ref: R, limit: number, maxretry: number): number {
     const rows = this.rows;
     const o = e * STRIDE;
     const n = rows[o + COUNT]!;
@@ -182,26 +159,16 @@ export class FailureCounter {
     let drop = 0;
     while (times.length - drop > 1 && (times[drop]! <= limit || times.length - drop > maxretry)) drop++;
     if (drop > 0) times.splice(0, drop);
-    if (this.keepLines) {
-      const held = this.lines[e]!;
-      const all = typeof held === 'string' ? [held, line] : [...held, line];
-      if (drop > 0) all.splice(0, drop);
-      this.lines[e] = all.length === 1 ? all[0]! : all;
-    }
+    const held = this.refs[e]!;
+    const refs = Array.isArray(held) ? [...held, ref] : [held, ref];
+    if (drop > 0) refs.splice(0, drop);
+    this.refs[e] = refs.length === 1 ? refs[0]! : refs;
     rows[o + TIME0] = times[0]!;
     rows[o + TIME1] = times.length > 1 ? times[1]! : 0;
     if (times.length > 2) this.more.set(e, times.slice(2));
     else this.more.delete(e);
     rows[o + COUNT] = times.length;
     return times.length;
-  }
-
-  /** Appends a line to an entry's held lines, keeping the newest `keep`. */
-  private appendLine(e: number, line: string, keep: number): void {
-    const held = this.lines[e];
-    if (held === undefined) this.lines[e] = line;
-    else if (typeof held === 'string') this.lines[e] = keep >= 2 ? [held, line] : line;
-    else if (held.push(line) > keep) held.shift();
   }
 
   /** The newest failure time of a live entry (lines can arrive slightly out of order). */
@@ -306,7 +273,7 @@ export class FailureCounter {
     }
     rows[o + COUNT] = 0;
     this.more.delete(e);
-    this.lines[e] = undefined;
+    this.refs[e] = undefined;
     this.live--;
   }
 
@@ -341,18 +308,17 @@ export class FailureCounter {
     const rows = new Float64Array(capacity * STRIDE);
     const queue = new Int32Array(capacity);
     const renumber = new Int32Array(this.capacity);
-    const lines: (string | string[] | undefined)[] = [];
+    const refs: (R | R[] | undefined)[] = [];
     let n = 0;
     for (let i = 0; i < this.queued; i++) {
       const e = this.queue[(this.head + i) & (this.capacity - 1)]!;
       if (old[e * STRIDE + COUNT] === 0) continue;
       rows.set(old.subarray(e * STRIDE, e * STRIDE + STRIDE), n * STRIDE);
       queue[n] = n;
-      lines.push(this.lines[e]);
+      refs.push(this.refs[e]);
       renumber[e] = ++n;
     }
-    this.lines = lines;
-    this.touched = this.touched.filter((e) => renumber[e]! > 0).map((e) => renumber[e]! - 1);
+    this.refs = refs;
     this.rows = rows;
     this.queue = queue;
     this.capacity = capacity;

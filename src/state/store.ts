@@ -59,6 +59,16 @@ const MIGRATIONS: string[] = [
      message TEXT NOT NULL,
      created INTEGER NOT NULL
    );`,
+  // Failures are found by id (the counters hold them), not by address: an index on the address takes
+  // one random page write per failure and slows a botnet's million addresses down 4×. What a long-window
+  // ban clears by address is remembered as a tombstone instead.
+  `DROP INDEX failures_key;
+   CREATE TABLE failures_cleared (
+     jail TEXT NOT NULL,
+     address TEXT NOT NULL,
+     before INTEGER NOT NULL,
+     PRIMARY KEY (jail, address)
+   ) WITHOUT ROWID;`,
 ];
 
 export interface BanRecord {
@@ -76,6 +86,8 @@ export interface BanRecord {
 }
 
 export interface FailureRow {
+  /** Unique and increasing, handed out by the pipeline from nextFailureId(). */
+  id: number;
   jail: string;
   address: string;
   time: number;
@@ -86,8 +98,10 @@ export interface FailureRow {
 export interface StateChanges {
   checkpoints?: Checkpoint[];
   failuresAdded?: FailureRow[];
-  /** Evidence consumed by a ban (or aged out): removed for this jail and address. */
-  failuresCleared?: Array<{ jail: string; address: string }>;
+  /** Failures consumed by a ban: deleted (those added in the same commit are never written). */
+  failuresConsumed?: number[];
+  /** Every failure of an address in a jail up to `before` (ms) stops counting: not restored after a restart. */
+  failuresCleared?: Array<{ jail: string; address: string; before: number }>;
   bans?: Decision[];
   unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
 }
@@ -113,9 +127,10 @@ export class Store {
     this.stmts = {
       getPosition: db.prepare<[string], { value: string }>('SELECT value FROM positions WHERE key = ?'),
       setPosition: db.prepare('INSERT INTO positions(key, value, updated) VALUES (?, ?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value, updated = excluded.updated'),
-      addFailure: db.prepare('INSERT INTO failures(jail, address, time, line) VALUES (?, ?, ?, ?)'),
-      addFailures: db.prepare(`INSERT INTO failures(jail, address, time, line) VALUES ${Array(FAILURES_PER_INSERT).fill('(?, ?, ?, ?)').join(', ')}`),
-      clearFailures: db.prepare('DELETE FROM failures WHERE jail = ? AND address = ?'),
+      addFailure: db.prepare('INSERT INTO failures(rowid, jail, address, time, line) VALUES (?, ?, ?, ?, ?)'),
+      addFailures: db.prepare(`INSERT INTO failures(rowid, jail, address, time, line) VALUES ${Array(FAILURES_PER_INSERT).fill('(?, ?, ?, ?, ?)').join(', ')}`),
+      deleteFailure: db.prepare('DELETE FROM failures WHERE rowid = ?'),
+      clearFailures: db.prepare('INSERT INTO failures_cleared(jail, address, before) VALUES (?, ?, ?) ON CONFLICT(jail, address) DO UPDATE SET before = max(before, excluded.before)'),
       // A new ban replaces an active one for the same jail and target (e.g. a manual ban extending it).
       closeBan: db.prepare('UPDATE bans SET active = 0, lifted_at = ?, lift_reason = ? WHERE jail = ? AND target = ? AND active = 1'),
       addBan: db.prepare('INSERT INTO bans(target, jail, created, until, reason, origin, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)'),
@@ -125,9 +140,12 @@ export class Store {
       activeListing: db.prepare<[], ActiveBanRow>('SELECT target, jail, created, until, reason, origin FROM bans WHERE active = 1 ORDER BY created, id'),
       activeByJail: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail'),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
-      failuresSince: db.prepare<[number], FailureRow>('SELECT jail, address, time, line FROM failures WHERE time >= ? ORDER BY time, rowid'),
+      failuresSince: db.prepare<[number], FailureRow>(`SELECT rowid AS id, jail, address, time, line FROM failures f WHERE time >= ?
+        AND NOT EXISTS (SELECT 1 FROM failures_cleared c WHERE c.jail = f.jail AND c.address = f.address AND c.before >= f.time) ORDER BY time, rowid`),
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
-      failureLines: db.prepare<[string, string, number], { line: string }>('SELECT line FROM failures WHERE jail = ? AND address = ? ORDER BY time DESC, rowid DESC LIMIT ?'),
+      pruneCleared: db.prepare('DELETE FROM failures_cleared WHERE before < ?'),
+      failureLine: db.prepare<[number], string>('SELECT line FROM failures WHERE rowid = ?').pluck(),
+      lastFailureId: db.prepare<[], number | null>('SELECT max(rowid) FROM failures').pluck(),
       banCount: db.prepare<[string, string], { count: number }>('SELECT count FROM ban_counts WHERE address = ? AND jail = ?'),
       totalBans: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans GROUP BY jail'),
       bansSince: db.prepare<[number], { target: string; jail: string; time: number }>('SELECT target, jail, created AS time FROM bans WHERE created >= ? ORDER BY created, id'),
@@ -167,8 +185,13 @@ export class Store {
   commit(changes: StateChanges, now: number = Date.now()): void {
     const s = this.stmts;
     const tx = this.db.transaction(() => {
-      this.addFailures(changes.failuresAdded ?? [], changes.failuresCleared ?? []);
-      for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address);
+      const added = changes.failuresAdded ?? [];
+      const consumed = changes.failuresConsumed ?? [];
+      this.addFailures(added, consumed);
+      // Consumed ids from this commit were not written; older ones are deleted.
+      const firstAdded = added.length > 0 ? added[0]!.id : Infinity;
+      for (const id of consumed) if (id < firstAdded) s.deleteFailure.run(id);
+      for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
       for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
       for (const b of changes.bans ?? []) {
         s.closeBan.run(b.time, 'replaced by a new ban', b.jail, b.target);
@@ -186,26 +209,26 @@ export class Store {
   }
 
   /**
-   * Inserts the failures that outlive this commit: one cleared in the same commit (its address
+   * Inserts the failures that outlive this commit: one consumed in the same commit (its address
    * banned a moment later, in a flood nearly all of them) would only be written and deleted again.
    * Many rows per statement, because at flood rates the per-statement cost dominates.
    */
-  private addFailures(added: readonly FailureRow[], cleared: ReadonlyArray<{ jail: string; address: string }>): void {
-    const clearedKeys = new Set(cleared.map((c) => `${c.jail}\0${c.address}`));
-    const kept = clearedKeys.size === 0 ? added : added.filter((f) => !clearedKeys.has(`${f.jail}\0${f.address}`));
+  private addFailures(added: readonly FailureRow[], consumed: readonly number[]): void {
+    const gone = new Set(consumed);
+    const kept = gone.size === 0 ? added : added.filter((f) => !gone.has(f.id));
     const params: Array<string | number> = [];
     let i = 0;
     for (; i + FAILURES_PER_INSERT <= kept.length; i += FAILURES_PER_INSERT) {
       params.length = 0;
       for (let j = i; j < i + FAILURES_PER_INSERT; j++) {
         const f = kept[j]!;
-        params.push(f.jail, f.address, f.time, f.line);
+        params.push(f.id, f.jail, f.address, f.time, f.line);
       }
       this.stmts.addFailures.run(params);
     }
     for (; i < kept.length; i++) {
       const f = kept[i]!;
-      this.stmts.addFailure.run(f.jail, f.address, f.time, f.line);
+      this.stmts.addFailure.run(f.id, f.jail, f.address, f.time, f.line);
     }
   }
 
@@ -232,18 +255,29 @@ export class Store {
     return this.stmts.history.all({ target: options.target ?? '', jail: options.jail ?? '', limit: options.limit ?? 100 }).map(toRecord);
   }
 
-  /** Pending failures newer than `since`, oldest first (to rebuild counters after a restart). */
+  /** The id to give the next failure: ids increase for the life of the database. */
+  nextFailureId(): number {
+    return (this.stmts.lastFailureId.get() ?? 0) + 1;
+  }
+
+  /** Pending failures newer than `since` that still count, oldest first (to rebuild counters after a restart). */
   failuresSince(since: number): FailureRow[] {
     return this.stmts.failuresSince.all(since);
   }
 
-  /** The newest `limit` pending failure lines of an address in a jail, oldest first: a ban's evidence. */
-  failureLines(jail: string, address: string, limit: number): string[] {
-    return this.stmts.failureLines.all(jail, address, limit).map((r) => r.line).reverse();
+  /** The lines of the failures with these ids, in the order given; ids no longer stored are left out. */
+  failureLines(ids: readonly number[]): string[] {
+    const lines: string[] = [];
+    for (const id of ids) {
+      const line = this.stmts.failureLine.get(id);
+      if (line !== undefined) lines.push(line);
+    }
+    return lines;
   }
 
   pruneFailures(before: number): void {
     this.stmts.pruneFailures.run(before);
+    this.stmts.pruneCleared.run(before);
   }
 
   /** How many times `address` was banned in `jail` (`*` = across all jails). */

@@ -108,8 +108,8 @@ test('manual ban and unban, and restore after a restart', () => {
   assert.equal(pipeline.manualUnban('192.0.2.0/24', null, 'manual', 'cli', NOW).length, 0);
   assert.equal(pipeline.take().decisions.length, 1);
   pipeline.restore([{ target: '198.51.100.1', jail: 'sshd', until: NOW + 5000 }], [
-    { jail: 'sshd', address: '203.0.113.3', time: NOW - 1000, line: 'a' },
-    { jail: 'sshd', address: '203.0.113.3', time: NOW - 500, line: 'b' },
+    { id: 1, jail: 'sshd', address: '203.0.113.3', time: NOW - 1000, line: 'a' },
+    { id: 2, jail: 'sshd', address: '203.0.113.3', time: NOW - 500, line: 'b' },
   ]);
   assert.equal(pipeline.failing('sshd'), 1);
   pipeline.expire(NOW + 6000);

@@ -69,7 +69,10 @@ jails:
     const parser = new EnvelopeParser();
     /** One daemon lifetime: a pipeline over the store, committing like the daemon does. */
     const lifetime = (store: Store, restoreAt: number | null) => {
-      const p = new Pipeline({ jails, globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false, banCounts: (t, j) => store.banCount(t, j) });
+      const p = new Pipeline({
+        jails, globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false, banCounts: (t, j) => store.banCount(t, j),
+        failureLog: { nextId: store.nextFailureId(), lines: (ids) => store.failureLines(ids) },
+      });
       p.addRoute('r', jails.map((j) => j.name));
       if (restoreAt !== null) {
         const r = p.retention();
@@ -80,7 +83,7 @@ jails:
         if (expireAt !== undefined) p.expire(expireAt);
         const out = p.take();
         store.commit({
-          failuresAdded: out.failuresAdded, failuresCleared: out.failuresCleared,
+          failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared,
           bans: out.decisions.filter((d) => d.action === 'ban'),
           unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),
         });

@@ -16,7 +16,7 @@ test('bans, failures and positions survive reopening; one ban per jail and targe
     let s = Store.open(dir);
     s.commit({
       checkpoints: [{ key: 'file:/x', value: '{"offset":10}' }],
-      failuresAdded: [{ jail: 'sshd', address: '192.0.2.1', time: 1000, line: 'l1' }],
+      failuresAdded: [{ id: 1, jail: 'sshd', address: '192.0.2.1', time: 1000, line: 'l1' }],
       bans: [ban('198.51.100.1', 2000, 5000), ban('2001:db8::1', 2000, null)],
     });
     s.commit({ bans: [ban('198.51.100.1', 3000, 9000)] });
@@ -24,12 +24,14 @@ test('bans, failures and positions survive reopening; one ban per jail and targe
     s = Store.open(dir);
     assert.equal(s.getPosition('file:/x'), '{"offset":10}');
     assert.deepEqual(s.failuresSince(0).map((f) => f.address), ['192.0.2.1']);
+    assert.equal(s.nextFailureId(), 2);
+    assert.deepEqual(s.failureLines([1, 7]), ['l1']);
     const active = s.activeBans();
     assert.deepEqual(active.map((b) => [b.target, b.until]), [['2001:db8::1', null], ['198.51.100.1', 9000]]);
     assert.deepEqual(active[0]!.evidence, ['line a', 'line b']);
     assert.equal(s.banCount('198.51.100.1'), 2);
     assert.equal(s.banCount('198.51.100.1', 'sshd'), 2);
-    s.commit({ unbans: [{ jail: 'sshd', target: '198.51.100.1', time: 9000, reason: 'bantime expired' }], failuresCleared: [{ jail: 'sshd', address: '192.0.2.1' }] });
+    s.commit({ unbans: [{ jail: 'sshd', target: '198.51.100.1', time: 9000, reason: 'bantime expired' }], failuresCleared: [{ jail: 'sshd', address: '192.0.2.1', before: 1000 }] });
     assert.deepEqual(s.activeBans().map((b) => b.target), ['2001:db8::1']);
     assert.equal(s.failuresSince(0).length, 0);
     const hist = s.history({ target: '198.51.100.1' });
@@ -47,7 +49,7 @@ test('a failed commit writes nothing of the batch', () => {
   assert.throws(() => s.commit({
     checkpoints: [{ key: 'k', value: 'v' }],
     // A NULL line violates NOT NULL after the position row was prepared in the same transaction.
-    failuresAdded: [{ jail: 'j', address: 'a', time: 1, line: null as unknown as string }],
+    failuresAdded: [{ id: 1, jail: 'j', address: 'a', time: 1, line: null as unknown as string }],
   }), /cannot write to the state database .* nothing from this batch was saved/);
   assert.equal(s.getPosition('k'), undefined);
   s.close();
@@ -67,24 +69,36 @@ test('schema version is recorded and a newer database is refused', () => {
   }
 });
 
-test('many failures in one commit are all kept, in order; those cleared in the same commit are never written, earlier ones are deleted', () => {
+test('many failures in one commit are all kept, in order; those consumed in the same commit are never written, earlier ones are deleted', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
   try {
     const store = Store.open(dir);
-    const row = (address: string, i: number) => ({ jail: 'sshd', address, time: 1000 + i, line: `line ${i} from ${address}` });
+    const row = (address: string, i: number) => ({ id: i + 1, jail: 'sshd', address, time: 1000 + i, line: `line ${i} from ${address}` });
     store.commit({ failuresAdded: [row('198.51.100.1', 0), row('198.51.100.2', 1)] });
-    // 200 rows: several multi-row statements and a remainder; .2 is banned in this commit, .3 too.
+    // 200 rows: several multi-row statements and a remainder; .2 is banned in this commit (one of its failures was written before), .3 too.
     const added = Array.from({ length: 200 }, (_, i) => row(['198.51.100.2', '198.51.100.3', '198.51.100.4', '2001:db8::5'][i % 4]!, 2 + i));
-    store.commit({ failuresAdded: added, failuresCleared: [{ jail: 'sshd', address: '198.51.100.2' }, { jail: 'sshd', address: '198.51.100.3' }] });
-    const expected = [row('198.51.100.1', 0), ...added.filter((f) => f.address !== '198.51.100.2' && f.address !== '198.51.100.3')];
+    const banned = (f: { address: string }) => f.address === '198.51.100.2' || f.address === '198.51.100.3';
+    store.commit({ failuresAdded: added, failuresConsumed: [2, ...added.filter(banned).map((f) => f.id)] });
+    const expected = [row('198.51.100.1', 0), ...added.filter((f) => !banned(f))];
     assert.deepEqual(store.failuresSince(0), expected);
-    // Cleared in another jail only: kept here.
-    store.commit({ failuresCleared: [{ jail: 'dovecot', address: '198.51.100.1' }] });
-    assert.equal(store.failuresSince(0).length, expected.length);
+    assert.equal(store.nextFailureId(), 203);
     store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a cleared address stops counting up to its time, in its jail only: not restored, later failures are', () => {
+  const store = Store.open(':memory:');
+  const row = (id: number, jail: string, time: number) => ({ id, jail, address: '198.51.100.7', time, line: `line ${id}` });
+  store.commit({ failuresAdded: [row(1, 'sshd', 1000), row(2, 'sshd', 2000), row(3, 'dovecot', 2000)] });
+  store.commit({ failuresCleared: [{ jail: 'sshd', address: '198.51.100.7', before: 2000 }], failuresAdded: [row(4, 'sshd', 3000)] });
+  assert.deepEqual(store.failuresSince(0).map((f) => f.id), [3, 4]);
+  // Lines are still there for evidence until pruned; pruning drops the tombstone with them.
+  assert.deepEqual(store.failureLines([2, 1]), ['line 2', 'line 1']);
+  store.pruneFailures(2500);
+  assert.deepEqual(store.failuresSince(0).map((f) => f.id), [4]);
+  store.close();
 });
 
 test('bans in force: active and not expired, without their evidence', () => {
@@ -97,6 +111,26 @@ test('bans in force: active and not expired, without their evidence', () => {
     assert.deepEqual(store.bansInForce(3000).sort((a, b) => a.target.localeCompare(b.target)), [{ target: '198.51.100.2', jail: 'sshd', until: null }]);
     assert.equal(store.bansInForce(1500).length, 2);
     store.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a database from before failure ids (schema 2) migrates and keeps its pending failures', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
+  try {
+    const store = Store.open(dir);
+    store.close();
+    // Back to schema 2 as it was: the address index, no tombstones, rows written without ids.
+    const db = new Database(join(dir, 'state.db'));
+    db.exec(`DROP TABLE failures_cleared; CREATE INDEX failures_key ON failures(jail, address);
+      INSERT INTO failures(jail, address, time, line) VALUES ('sshd', '192.0.2.9', 5, 'old one'), ('sshd', '192.0.2.9', 6, 'old two');
+      UPDATE meta SET value = '2' WHERE key = 'schema_version'`);
+    db.close();
+    const migrated = Store.open(dir);
+    assert.deepEqual(migrated.failuresSince(0).map((f) => [f.id, f.line]), [[1, 'old one'], [2, 'old two']]);
+    assert.equal(migrated.nextFailureId(), 3);
+    migrated.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
