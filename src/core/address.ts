@@ -54,6 +54,18 @@ export function parseIPv4(s: string, start: number, end: number): number {
   return i === end ? value : -1;
 }
 
+/**
+ * A copy of `s` that shares no memory with the string it was cut from: V8
+ * slices strings of 13+ characters by reference, so an address kept in a long
+ * lived map would otherwise keep its whole log line alive.
+ */
+export function ownCopy(s: string): string {
+  if (s.length < 13) return s;
+  const codes = new Array<number>(s.length);
+  for (let i = 0; i < s.length; i++) codes[i] = s.charCodeAt(i);
+  return String.fromCharCode(...codes);
+}
+
 /** Scratch space for parseIPv6 on the hot path (single-threaded: never held across calls). */
 const GROUPS = new Uint16Array(8);
 

@@ -3,8 +3,9 @@
  * `findtime` → the address is due a ban. Times are the log lines' own times.
  *
  * A botnet makes a million of these entries, each failing once or twice, so
- * an entry is one 64-byte row of a Float64Array (one cache line) instead of a
- * JavaScript object, a Map entry and a key string (~270 bytes). Addresses are
+ * an entry is one 80-byte row of a Float64Array, invisible to the garbage
+ * collector, instead of a JavaScript object, a Map entry, a key string and
+ * arrays (~300 bytes). Addresses are
  * keyed by their numeric value in a chained hash table on typed arrays; a key
  * that is not an address (a network in the recidive jail) goes to a small Map.
  *
@@ -32,8 +33,12 @@ export interface Trip<R> {
   failures: number;
 }
 
-/** Row layout: the key (a 128-bit address in three doubles of ≤ 48 bits), chain link, failures, two times, when queued. */
-const STRIDE = 8;
+/**
+ * Row layout: the key (a 128-bit address in three doubles of ≤ 48 bits),
+ * chain link, failures, when queued, and the first two failures' times and
+ * refs (an id as is, a line as -(its slot + 1)).
+ */
+const STRIDE = 10;
 const KEY_A = 0;
 const KEY_B = 1;
 const KEY_C = 2;
@@ -43,6 +48,8 @@ const COUNT = 4;
 const TIME0 = 5;
 const TIME1 = 6;
 const QUEUED = 7;
+const REF0 = 8;
+const REF1 = 9;
 
 const MIN_CAPACITY = 1024;
 const TWO_32 = 4294967296;
@@ -66,10 +73,11 @@ export class FailureCounter<R extends string | number = string> {
   private used = 0;
   private free = -1;
   private live = 0;
-  /** Failure times beyond the second, for the few entries that have more than two in the window. */
+  /** Failures beyond the second, as time, ref pairs, for the few entries that have more than two in the window. */
   private readonly more = new Map<number, number[]>();
-  /** Per entry, what was recorded with the window's failures, aligned with its times: one held as is, several in an array. */
-  private refs: (R | R[] | undefined)[] = [];
+  /** Lines recorded as refs, by slot; free slots are reused. */
+  private readonly lineSlots: string[] = [];
+  private readonly freeSlots: number[] = [];
   /** Keys that are not IP addresses, and the reverse. */
   private readonly named = new Map<string, number>();
   private readonly names = new Map<number, string>();
@@ -94,17 +102,17 @@ export class FailureCounter<R extends string | number = string> {
     let count: number;
     if (e < 0) {
       e = this.insert(address, time);
+      this.rows[e * STRIDE + REF0] = this.encode(ref);
       count = 1;
-      this.refs[e] = ref;
     } else {
       count = this.add(e, time, ref, time - findtime, maxretry);
     }
     // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
     if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     if (count < maxretry) return null;
-    const held = this.refs[e]!;
+    const evidence = this.windowRefs(e).map((r) => this.decode(r));
     this.kill(e);
-    return { address, evidence: Array.isArray(held) ? held : [held], failures: count };
+    return { address, evidence, failures: count };
   }
 
   /** Forgets an address (after a ban, or when it was allowlisted). */
@@ -136,39 +144,52 @@ export class FailureCounter<R extends string | number = string> {
     let count: number;
     if (n === 1 && rows[o + TIME0]! <= limit) {
       // The one failure held has aged out: the new one replaces it (the botnet case, no allocation).
+      this.drop(rows[o + REF0]!);
       rows[o + TIME0] = at;
+      rows[o + REF0] = this.encode(ref);
       count = 1;
-      this.refs[e] = ref;
     } else if (n === 1 && maxretry >= 2) {
       rows[o + TIME1] = at;
+      rows[o + REF1] = this.encode(ref);
       rows[o + COUNT] = count = 2;
-      this.refs[e] = [this.refs[e] as R, ref];
     } else {
       count = this.addSlow(e, at, ref, limit, maxretry);
     }
     return count;
   }
 
-  /** The general case: the window's times as an array, appended to and trimmed from the front. */
+  /** The general case: the window as time, ref pairs, appended to and trimmed from the front. */
   private addSlow(e: number, at: number, ref: R, limit: number, maxretry: number): number {
     const rows = this.rows;
     const o = e * STRIDE;
-    const n = rows[o + COUNT]!;
-    const times = n === 1 ? [rows[o + TIME0]!] : [rows[o + TIME0]!, rows[o + TIME1]!, ...(this.more.get(e) ?? [])];
-    times.push(at);
+    const pairs = this.window(e);
+    pairs.push(at, this.encode(ref));
     let drop = 0;
-    while (times.length - drop > 1 && (times[drop]! <= limit || times.length - drop > maxretry)) drop++;
-    if (drop > 0) times.splice(0, drop);
-    const held = this.refs[e]!;
-    const refs = Array.isArray(held) ? [...held, ref] : [held, ref];
-    if (drop > 0) refs.splice(0, drop);
-    this.refs[e] = refs.length === 1 ? refs[0]! : refs;
-    rows[o + TIME0] = times[0]!;
-    rows[o + TIME1] = times.length > 1 ? times[1]! : 0;
-    if (times.length > 2) this.more.set(e, times.slice(2));
+    while (pairs.length - drop > 2 && (pairs[drop]! <= limit || (pairs.length - drop) / 2 > maxretry)) {
+      this.drop(pairs[drop + 1]!);
+      drop += 2;
+    }
+    if (drop > 0) pairs.splice(0, drop);
+    rows[o + TIME0] = pairs[0]!;
+    rows[o + REF0] = pairs[1]!;
+    rows[o + TIME1] = pairs.length > 2 ? pairs[2]! : 0;
+    rows[o + REF1] = pairs.length > 2 ? pairs[3]! : 0;
+    if (pairs.length > 4) this.more.set(e, pairs.slice(4));
     else this.more.delete(e);
-    rows[o + COUNT] = times.length;
-    return times.length;
+    return (rows[o + COUNT] = pairs.length / 2);
+  }
+
+  /** A live entry's failures as time, ref pairs, oldest first. */
+  private window(e: number): number[] {
+    const rows = this.rows;
+    const o = e * STRIDE;
+    const n = rows[o + COUNT]!;
+    if (n === 1) return [rows[o + TIME0]!, rows[o + REF0]!];
+    return [rows[o + TIME0]!, rows[o + REF0]!, rows[o + TIME1]!, rows[o + REF1]!, ...(this.more.get(e) ?? [])];
+  }
+
+  private windowRefs(e: number): number[] {
+    return this.window(e).filter((_, i) => i % 2 === 1);
   }
 
   /** The newest failure time of a live entry (lines can arrive slightly out of order). */
@@ -177,8 +198,30 @@ export class FailureCounter<R extends string | number = string> {
     const n = this.rows[o + COUNT]!;
     let t = this.rows[o + TIME0]!;
     if (n >= 2) t = Math.max(t, this.rows[o + TIME1]!);
-    if (n > 2) for (const x of this.more.get(e)!) if (x > t) t = x;
+    if (n > 2) {
+      const more = this.more.get(e)!;
+      for (let i = 0; i < more.length; i += 2) if (more[i]! > t) t = more[i]!;
+    }
     return t;
+  }
+
+  /** A ref as stored in a row: ids (≥ 0) as they are, lines in a slot. */
+  private encode(ref: R): number {
+    if (typeof ref === 'number') return ref;
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.lineSlots.length;
+    this.lineSlots[slot] = ref;
+    return -(slot + 1);
+  }
+
+  private decode(r: number): R {
+    return (r >= 0 ? r : this.lineSlots[-r - 1]!) as R;
+  }
+
+  /** Lets go of a ref that left the window. */
+  private drop(r: number): void {
+    if (r >= 0) return;
+    this.lineSlots[-r - 1] = '';
+    this.freeSlots.push(-r - 1);
   }
 
   private sweep(now: number): number {
@@ -271,9 +314,9 @@ export class FailureCounter<R extends string | number = string> {
       if (prev < 0) this.buckets[bucket] = rows[o + NEXT]!;
       else rows[prev * STRIDE + NEXT] = rows[o + NEXT]!;
     }
+    for (const r of this.windowRefs(e)) this.drop(r);
     rows[o + COUNT] = 0;
     this.more.delete(e);
-    this.refs[e] = undefined;
     this.live--;
   }
 
@@ -308,17 +351,14 @@ export class FailureCounter<R extends string | number = string> {
     const rows = new Float64Array(capacity * STRIDE);
     const queue = new Int32Array(capacity);
     const renumber = new Int32Array(this.capacity);
-    const refs: (R | R[] | undefined)[] = [];
     let n = 0;
     for (let i = 0; i < this.queued; i++) {
       const e = this.queue[(this.head + i) & (this.capacity - 1)]!;
       if (old[e * STRIDE + COUNT] === 0) continue;
-      rows.set(old.subarray(e * STRIDE, e * STRIDE + STRIDE), n * STRIDE);
+      for (let f = 0; f < STRIDE; f++) rows[n * STRIDE + f] = old[e * STRIDE + f]!;
       queue[n] = n;
-      refs.push(this.refs[e]);
       renumber[e] = ++n;
     }
-    this.refs = refs;
     this.rows = rows;
     this.queue = queue;
     this.capacity = capacity;

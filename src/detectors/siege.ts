@@ -16,6 +16,8 @@
  * kept in "last seen" order so expiry walks from the front.
  */
 
+import { ownCopy, parseIPv4 } from '../core/address.js';
+
 export interface SiegeConfig {
   enterRate: number;
   enterSources: number;
@@ -37,6 +39,16 @@ export type SiegeTransition =
   | { action: 'siege-off'; time: number };
 
 const WINDOW_SECONDS = 60;
+
+/**
+ * The key a source is remembered by for a minute: IPv4 as a small integer,
+ * anything else as a copy. The address is a slice of its log line, and a
+ * slice kept in the map would keep the whole line alive (100,000 of them in a botnet).
+ */
+function sourceKey(address: string): number | string {
+  const v4 = parseIPv4(address, 0, address.length);
+  return v4 >= 0 ? v4 | 0 : ownCopy(address);
+}
 /** Distinct sources remembered per minute; beyond this the count saturates (it is far past any threshold). */
 const MAX_SOURCES = 100_000;
 
@@ -46,7 +58,8 @@ export class SiegeDetector {
   private second = -Infinity;
   /** Failures in the ring = failures in the last minute. */
   private sum = 0;
-  private readonly sources = new Map<string, number>();
+  /** Source key (see sourceKey) → last second seen, oldest first. */
+  private readonly sources = new Map<number | string, number>();
   active = false;
   /** When the current siege began (ms), or null. */
   since: number | null = null;
@@ -66,10 +79,11 @@ export class SiegeDetector {
       this.slots[s % WINDOW_SECONDS]!++;
       this.sum++;
     }
-    const seen = this.sources.get(address);
+    const key = sourceKey(address);
+    const seen = this.sources.get(key);
     if (seen === undefined || seen < s) {
-      this.sources.delete(address);
-      this.sources.set(address, Math.max(s, seen ?? s));
+      this.sources.delete(key);
+      this.sources.set(key, Math.max(s, seen ?? s));
       if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
     }
     if (this.active) {
@@ -117,9 +131,9 @@ export class SiegeDetector {
     }
     this.second = second;
     const oldest = second - WINDOW_SECONDS;
-    for (const [address, s] of this.sources) {
+    for (const [key, s] of this.sources) {
       if (s > oldest) break;
-      this.sources.delete(address);
+      this.sources.delete(key);
     }
   }
 

@@ -1,4 +1,4 @@
-import { canonicalAddress } from '../core/address.js';
+import { canonicalAddress, ownCopy } from '../core/address.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import type { Filter, FilterMatch } from './filter.js';
 
@@ -371,10 +371,11 @@ export class SshdFilter implements Filter {
         peer.counted = 0;
         peer.invalidAnnounced = false;
       }
-      peer.address = address;
+      // A copy, not the slice of the log line: a peer lives for minutes, the line should not.
+      if (peer.address !== address) peer.address = ownCopy(address);
       peer.time = time;
     } else {
-      peer = { address, time, counted: 0, invalidAnnounced: false };
+      peer = { address: ownCopy(address), time, counted: 0, invalidAnnounced: false };
       this.peers.set(key, peer);
       if (this.peers.size > MAX_CONNECTIONS) evict(this.peers, time);
     }

@@ -166,9 +166,9 @@ export class Store {
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = NORMAL');
       db.pragma('busy_timeout = 5000');
-      // A flood writes failures and bans at random places in several indexes: keep them in memory
-      // (up to 64 MiB, taken as needed) and checkpoint the WAL every ~40 MB rather than every 4 MB.
-      db.pragma('cache_size = -65536');
+      // A flood writes bans at random places in several indexes: keep them in memory (up to 16 MiB,
+      // taken as needed; failures are appended in id order) and checkpoint the WAL every ~40 MB rather than every 4 MB.
+      db.pragma('cache_size = -16384');
       db.pragma('wal_autocheckpoint = 10000');
     } catch (e) {
       throw new PortcullisError(`cannot open the state database ${path}: ${(e as Error).message}; check that state_dir exists and is writable by root, and that the disk is not full`);
