@@ -8,7 +8,7 @@ import { parseBantime } from '../core/duration.js';
 import { PortcullisError, UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import type { Decision } from '../core/types.js';
-import { callDaemon, callDaemonRaw } from '../control/client.js';
+import { callDaemon, callDaemonRaw, streamDaemonResult } from '../control/client.js';
 import { ControlServer, JsonPieces } from '../control/server.js';
 import { HttpServer } from '../control/http.js';
 import { EmailNotifier } from '../notifiers/email.js';
@@ -77,15 +77,15 @@ program
   });
 
 /**
- * Every active ban, oldest first, as `{target, jail, time, until, reason, origin}`: serialised
- * row by row (for a million bans, much faster than objects through JSON.stringify).
+ * Every active ban, oldest first, as `{target, jail, time, until, reason, origin}`: serialised by
+ * SQLite row by row (for a million bans, much faster than objects through JSON.stringify).
  */
 function bannedJson(daemon: Daemon): JsonPieces {
   const pieces: string[] = ['['];
   let piece = '';
   let first = true;
-  for (const b of daemon.store.iterateActive()) {
-    piece += `${first ? '' : ','}{"target":${JSON.stringify(b.target)},"jail":${JSON.stringify(b.jail)},"time":"${new Date(b.created).toISOString()}","until":${b.until === null ? 'null' : `"${new Date(b.until).toISOString()}"`},"reason":${JSON.stringify(b.reason)},"origin":${JSON.stringify(b.origin)}}`;
+  for (const ban of daemon.store.iterateActiveJson()) {
+    piece += first ? ban : `,${ban}`;
     first = false;
     if (piece.length > 1 << 20) {
       pieces.push(piece);
@@ -225,8 +225,13 @@ program
   .addOption(configOption())
   .addOption(socketOption())
   .action(async (opts: { json?: boolean; config: string; socket?: string }) => {
+    if (opts.json) {
+      await streamDaemonResult(daemonSocket(opts), 'banned', process.stdout);
+      process.stdout.write('\n');
+      return;
+    }
     const json = await callDaemonRaw(daemonSocket(opts), 'banned');
-    process.stdout.write(opts.json ? `${json}\n` : formatBanned(JSON.parse(json) as Array<Record<string, unknown>>));
+    process.stdout.write(formatBanned(JSON.parse(json) as Array<Record<string, unknown>>));
   });
 
 program

@@ -35,10 +35,75 @@ export function callDaemonRaw(socketPath: string, cmd: string, args: Record<stri
     });
     sock.on('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
-        ? `is the daemon running? (start it with \`portcullis run\`, or pass --config/--socket to find it)`
-        : e.code === 'EACCES' ? 'the control socket is root-only: run this as root' : e.message;
-      reject(new PortcullisError(`cannot reach the daemon at ${socketPath}: ${hint}`));
+      reject(unreachable(socketPath, e));
     });
   });
+}
+
+/**
+ * Like callDaemonRaw, but writes the result's JSON text to `out` as it arrives:
+ * a million bans (200 MB) are neither held nor copied by the client.
+ */
+export function streamDaemonResult(socketPath: string, cmd: string, out: NodeJS.WritableStream, timeoutMs = 30_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(socketPath);
+    const head: Buffer[] = [];
+    let streaming = false;
+    /** The last two bytes received: the response's closing `}` and newline are not part of the result. */
+    let tail: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new PortcullisError(`the daemon did not answer on ${socketPath} within ${timeoutMs / 1000}s`));
+    }, timeoutMs);
+    const finish = (): void => {
+      clearTimeout(timer);
+      sock.end();
+      resolve();
+    };
+    const emit = (data: Buffer): void => {
+      const all = tail.length > 0 ? Buffer.concat([tail, data]) : data;
+      const done = all[all.length - 1] === 10;
+      tail = all.subarray(Math.max(0, all.length - 2));
+      const body = all.subarray(0, Math.max(0, all.length - 2));
+      if (body.length > 0 && !out.write(body)) {
+        sock.pause();
+        out.once('drain', () => sock.resume());
+      }
+      if (done) finish();
+    };
+    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd, args: {} })}\n`));
+    sock.on('data', (chunk: Buffer) => {
+      if (streaming) return emit(chunk);
+      head.push(chunk);
+      const start = Buffer.concat(head);
+      if (start.length < RESULT_PREFIX.length && start.indexOf(10) < 0) return;
+      if (start.subarray(0, RESULT_PREFIX.length).toString('utf8') === RESULT_PREFIX) {
+        streaming = true;
+        return emit(start.subarray(RESULT_PREFIX.length));
+      }
+      // An error (or an unexpected answer): wait for the whole line.
+      const nl = start.indexOf(10);
+      if (nl < 0) return;
+      clearTimeout(timer);
+      sock.end();
+      const res = JSON.parse(start.subarray(0, nl).toString('utf8')) as ControlResponse;
+      if (res.ok) {
+        out.write(JSON.stringify(res.result));
+        resolve();
+      } else {
+        reject(new PortcullisError(res.error, res.exitCode));
+      }
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(unreachable(socketPath, e));
+    });
+  });
+}
+
+function unreachable(socketPath: string, e: NodeJS.ErrnoException): PortcullisError {
+  const hint = e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+    ? `is the daemon running? (start it with \`portcullis run\`, or pass --config/--socket to find it)`
+    : e.code === 'EACCES' ? 'the control socket is root-only: run this as root' : e.message;
+  return new PortcullisError(`cannot reach the daemon at ${socketPath}: ${hint}`);
 }

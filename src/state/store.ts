@@ -69,6 +69,8 @@ const MIGRATIONS: string[] = [
      before INTEGER NOT NULL,
      PRIMARY KEY (jail, address)
    ) WITHOUT ROWID;`,
+  // `banned` lists a million bans in creation order without sorting them.
+  `CREATE INDEX bans_listing ON bans(created, id) WHERE active = 1;`,
 ];
 
 export interface BanRecord {
@@ -106,10 +108,6 @@ export interface StateChanges {
   unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
 }
 
-/** An active ban as listed (`portcullis banned`): no evidence, nothing lifted. */
-export interface ActiveBanRow {
-  target: string; jail: string; created: number; until: number | null; reason: string; origin: string;
-}
 
 interface BanRow {
   id: number; target: string; jail: string; created: number; until: number | null; reason: string;
@@ -137,7 +135,10 @@ export class Store {
       countBan: db.prepare('INSERT INTO ban_counts(address, jail, count, last) VALUES (?, ?, 1, ?) ON CONFLICT(address, jail) DO UPDATE SET count = count + 1, last = excluded.last'),
       activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
       bansInForce: db.prepare<[number], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1 AND (until IS NULL OR until > ?)'),
-      activeListing: db.prepare<[], ActiveBanRow>('SELECT target, jail, created, until, reason, origin FROM bans WHERE active = 1 ORDER BY created, id'),
+      // Formatted by SQLite: a million rows need not become a million JavaScript objects first.
+      activeListingJson: db.prepare<[], string>(`SELECT json_object('target', target, 'jail', jail, 'time', ${isoTime('created')},
+        'until', CASE WHEN until IS NULL THEN NULL ELSE ${isoTime('until')} END, 'reason', reason, 'origin', origin)
+        FROM bans WHERE active = 1 ORDER BY created, id`).pluck(),
       activeByJail: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail'),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
       failuresSince: db.prepare<[number], FailureRow>(`SELECT rowid AS id, jail, address, time, line FROM failures f WHERE time >= ?
@@ -241,9 +242,12 @@ export class Store {
     return this.stmts.bansInForce.all(now);
   }
 
-  /** Active bans oldest first, without evidence, one at a time (listing a million without holding them all). */
-  iterateActive(): IterableIterator<ActiveBanRow> {
-    return this.stmts.activeListing.iterate();
+  /**
+   * Active bans oldest first as JSON objects `{target, jail, time, until, reason, origin}` (times in
+   * ISO 8601), without evidence, one at a time: listing a million without holding them all.
+   */
+  iterateActiveJson(): IterableIterator<string> {
+    return this.stmts.activeListingJson.iterate();
   }
 
   /** Active bans per jail. */
@@ -316,6 +320,11 @@ export class Store {
   close(): void {
     this.db.close();
   }
+}
+
+/** SQL for a column of epoch milliseconds as ISO 8601 text, as Date.toISOString() writes it. */
+function isoTime(column: string): string {
+  return `strftime('%Y-%m-%dT%H:%M:%S', ${column} / 1000, 'unixepoch') || printf('.%03dZ', ${column} % 1000)`;
 }
 
 function toRecord(r: BanRow): BanRecord {

@@ -123,7 +123,7 @@ test('a database from before failure ids (schema 2) migrates and keeps its pendi
     store.close();
     // Back to schema 2 as it was: the address index, no tombstones, rows written without ids.
     const db = new Database(join(dir, 'state.db'));
-    db.exec(`DROP TABLE failures_cleared; CREATE INDEX failures_key ON failures(jail, address);
+    db.exec(`DROP TABLE failures_cleared; DROP INDEX bans_listing; CREATE INDEX failures_key ON failures(jail, address);
       INSERT INTO failures(jail, address, time, line) VALUES ('sshd', '192.0.2.9', 5, 'old one'), ('sshd', '192.0.2.9', 6, 'old two');
       UPDATE meta SET value = '2' WHERE key = 'schema_version'`);
     db.close();
@@ -134,4 +134,16 @@ test('a database from before failure ids (schema 2) migrates and keeps its pendi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('active bans listed as JSON by SQLite, oldest first, exactly as JSON.stringify and toISOString would write them', () => {
+  const store = Store.open(':memory:');
+  const odd = { ...ban('2001:db8::7', 1_700_000_000_007, null, 'dovecot'), reason: 'quote " backslash \\ tab \t ünï', origin: 'node-β' };
+  store.commit({ bans: [ban('198.51.100.9', 1_700_000_000_999, 1_700_000_600_001), odd] });
+  store.commit({ bans: [ban('192.0.2.1', 1_600_000_000_000, 1_600_000_000_000)] });
+  const expected = [ban('192.0.2.1', 1_600_000_000_000, 1_600_000_000_000), odd, ban('198.51.100.9', 1_700_000_000_999, 1_700_000_600_001)]
+    .map((b) => ({ target: b.target, jail: b.jail, time: new Date(b.time).toISOString(), until: b.until === null ? null : new Date(b.until).toISOString(), reason: b.reason, origin: b.origin }));
+  const listed = [...store.iterateActiveJson()];
+  assert.deepEqual(listed, expected.map((e) => JSON.stringify(e)));
+  store.close();
 });
