@@ -10,41 +10,24 @@ export async function callDaemon(socketPath: string, cmd: string, args: Record<s
 const RESULT_PREFIX = '{"ok":true,"result":';
 
 /** Like callDaemon, but returns the result as the JSON text the daemon sent (a million bans need not be parsed to be printed). */
-export function callDaemonRaw(socketPath: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const sock = createConnection(socketPath);
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new PortcullisError(`the daemon did not answer on ${socketPath} within ${timeoutMs / 1000}s`));
-    }, timeoutMs);
-    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd, args })}\n`));
-    sock.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      // The response is one line: only the newest chunk can end it.
-      const nl = chunk.indexOf(10);
-      if (nl < 0) return;
-      clearTimeout(timer);
-      sock.end();
-      const line = Buffer.concat(chunks).toString('utf8');
-      const text = line.slice(0, line.indexOf('\n'));
-      if (text.startsWith(RESULT_PREFIX)) return resolve(text.slice(RESULT_PREFIX.length, -1));
-      const res = JSON.parse(text) as ControlResponse;
-      if (res.ok) resolve(JSON.stringify(res.result));
-      else reject(new PortcullisError(res.error, res.exitCode));
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(unreachable(socketPath, e));
-    });
-  });
+export async function callDaemonRaw(socketPath: string, cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<string> {
+  const chunks: Buffer[] = [];
+  const collect: ResultSink = { write: (chunk) => chunks.push(Buffer.from(chunk)) > 0, once: () => undefined };
+  await streamDaemonResult(socketPath, cmd, collect, args, timeoutMs);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Where a streamed result goes: process.stdout, or a collector. */
+export interface ResultSink {
+  write(chunk: Buffer | string): boolean;
+  once(event: 'drain', listener: () => void): unknown;
 }
 
 /**
- * Like callDaemonRaw, but writes the result's JSON text to `out` as it arrives:
+ * Sends one request and writes the result's JSON text to `out` as it arrives:
  * a million bans (200 MB) are neither held nor copied by the client.
  */
-export function streamDaemonResult(socketPath: string, cmd: string, out: NodeJS.WritableStream, timeoutMs = 30_000): Promise<void> {
+export function streamDaemonResult(socketPath: string, cmd: string, out: ResultSink, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<void> {
   return new Promise((resolve, reject) => {
     const sock = createConnection(socketPath);
     const head: Buffer[] = [];
@@ -71,7 +54,7 @@ export function streamDaemonResult(socketPath: string, cmd: string, out: NodeJS.
       }
       if (done) finish();
     };
-    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd, args: {} })}\n`));
+    sock.on('connect', () => sock.write(`${JSON.stringify({ cmd, args })}\n`));
     sock.on('data', (chunk: Buffer) => {
       if (streaming) return emit(chunk);
       head.push(chunk);
