@@ -57,8 +57,11 @@ export interface PipelineOptions {
 export interface FailureLog {
   /** The first id to hand out (ids increase for the life of the database). */
   nextId: number;
-  /** The stored lines of these failures, in the order given. */
-  lines(ids: readonly number[]): string[];
+  /**
+   * The stored lines of these failures (ids no longer stored are absent). Asked once per batch
+   * for every ban's older evidence: a flood's bans would otherwise cost a query per line.
+   */
+  lines(ids: readonly number[]): Map<number, string>;
 }
 
 export interface PipelineOutput {
@@ -169,6 +172,8 @@ export class Pipeline {
   private nextFailureId: number;
   /** The first failure id of the batch not yet taken: ids from here on are in out.failuresAdded, in order. */
   private batchFirstId: number;
+  /** Evidence of this batch's bans still to be read from the failure log (ids older than the batch), filled in by take(). */
+  private evidenceToRead: Array<{ lines: string[]; ids: number[] }> = [];
   linesProcessed = 0;
   linesMatched = 0;
 
@@ -319,14 +324,29 @@ export class Pipeline {
       this.evidenceOf(trip), this.jailBantime(jail));
   }
 
-  /** A trip's lines: held by the counter, or by id in this batch's rows or (older) the database. */
+  /**
+   * A trip's lines: held by the counter, or by id in this batch's rows or (older) the failure log.
+   * Older lines are read for the whole batch at once in take(); until then they are placeholders.
+   */
   private evidenceOf(trip: Trip<string | number>): string[] {
-    const log = this.failureLog;
-    if (log === null) return trip.evidence as string[];
-    const stored = (trip.evidence as number[]).filter((id) => id < this.batchFirstId);
-    const lines = stored.length > 0 ? log.lines(stored) : [];
-    for (const id of trip.evidence as number[]) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded[id - this.batchFirstId]!.line);
+    if (this.failureLog === null) return trip.evidence as string[];
+    const ids = trip.evidence as number[];
+    const stored = ids.filter((id) => id < this.batchFirstId);
+    const lines: string[] = stored.map(() => '');
+    if (stored.length > 0) this.evidenceToRead.push({ lines, ids: stored });
+    for (const id of ids) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded[id - this.batchFirstId]!.line);
     return lines;
+  }
+
+  private readEvidence(log: FailureLog): void {
+    const pending = this.evidenceToRead;
+    this.evidenceToRead = [];
+    const found = log.lines(pending.flatMap((p) => p.ids));
+    for (const { lines, ids } of pending) {
+      // Lines pruned meanwhile are left out; the batch's own lines follow the stored ones.
+      const stored = ids.flatMap((id) => found.get(id) ?? []);
+      lines.splice(0, ids.length, ...stored);
+    }
   }
 
   /** The jail's base ban time now: a siege may lengthen it. */
@@ -570,6 +590,7 @@ export class Pipeline {
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
   take(): PipelineOutput {
     const out = this.out;
+    if (this.evidenceToRead.length > 0) this.readEvidence(this.failureLog!);
     this.batchFirstId = this.nextFailureId;
     // Most lines decide nothing: hand back the same empty output rather than allocate per line.
     if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;

@@ -145,7 +145,7 @@ export class Store {
         AND NOT EXISTS (SELECT 1 FROM failures_cleared c WHERE c.jail = f.jail AND c.address = f.address AND c.before >= f.time) ORDER BY time, rowid`),
       pruneFailures: db.prepare('DELETE FROM failures WHERE time < ?'),
       pruneCleared: db.prepare('DELETE FROM failures_cleared WHERE before < ?'),
-      failureLine: db.prepare<[number], string>('SELECT line FROM failures WHERE rowid = ?').pluck(),
+      failureLinesOf: db.prepare<[string], { id: number; line: string }>('SELECT rowid AS id, line FROM failures WHERE rowid IN (SELECT value FROM json_each(?))'),
       lastFailureId: db.prepare<[], number | null>('SELECT max(rowid) FROM failures').pluck(),
       banCount: db.prepare<[string, string], { count: number }>('SELECT count FROM ban_counts WHERE address = ? AND jail = ?'),
       totalBans: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans GROUP BY jail'),
@@ -269,13 +269,11 @@ export class Store {
     return this.stmts.failuresSince.all(since);
   }
 
-  /** The lines of the failures with these ids, in the order given; ids no longer stored are left out. */
-  failureLines(ids: readonly number[]): string[] {
-    const lines: string[] = [];
-    for (const id of ids) {
-      const line = this.stmts.failureLine.get(id);
-      if (line !== undefined) lines.push(line);
-    }
+  /** The lines of the failures with these ids, by id; ids no longer stored are absent. One query for any number. */
+  failureLines(ids: readonly number[]): Map<number, string> {
+    const lines = new Map<number, string>();
+    if (ids.length === 0) return lines;
+    for (const r of this.stmts.failureLinesOf.iterate(JSON.stringify(ids))) lines.set(r.id, r.line);
     return lines;
   }
 

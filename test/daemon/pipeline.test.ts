@@ -134,3 +134,34 @@ test('sshd: maxretry counts attempts, not the several lines one attempt writes',
   ]);
   assert.deepEqual(one.decisions, []);
 });
+
+test('with a failure log, a ban\'s evidence is read back by id once per batch, in order, without lines pruned meanwhile', () => {
+  const config = configFromFiles([{ file: 't.yaml', text: 'jails:\n  sshd: { maxretry: 4, findtime: 10m }\n' }]);
+  const jails = config.jails.filter((j) => j.enabled);
+  const log = new Map<number, string>();
+  const asked: number[][] = [];
+  const pipeline = new Pipeline({
+    jails, globalIgnore: [], mode: 'live', origin: 'test', now: () => NOW, includeHostAddresses: false,
+    failureLog: { nextId: 10, lines: (ids) => { asked.push([...ids]); return new Map(ids.flatMap((id) => (log.has(id) ? [[id, log.get(id)!] as const] : []))); } },
+  });
+  pipeline.addRoute('r', ['sshd']);
+  const parser = new EnvelopeParser({ now: () => NOW });
+  const feed = (lines: string[]): Decision[] => {
+    for (const l of lines) pipeline.process(parser.parse(l, 'test'), 'r');
+    const out = pipeline.take();
+    for (const f of out.failuresAdded) log.set(f.id, f.line);
+    for (const id of out.failuresConsumed) log.delete(id);
+    return out.decisions;
+  };
+  const a = (t: string): string => fail(t, '198.51.100.7');
+  const b = (t: string): string => fail(t, '2001:db8::9');
+  assert.deepEqual(feed([a('10:00:00'), b('10:00:00'), a('10:00:01')]), []);
+  assert.deepEqual(feed([b('10:00:02'), a('10:00:02')]), []);
+  log.delete(11); // b's first line pruned meanwhile
+  const decisions = feed([b('10:00:03'), a('10:00:03'), b('10:00:04')]);
+  assert.deepEqual(decisions.map((d) => d.target), ['198.51.100.7', '2001:db8::9']);
+  assert.deepEqual(decisions[0]!.evidence, [a('10:00:00'), a('10:00:01'), a('10:00:02'), a('10:00:03')]);
+  assert.deepEqual(decisions[1]!.evidence, [b('10:00:02'), b('10:00:03'), b('10:00:04')]);
+  // One read for the batch, both bans' older ids together.
+  assert.deepEqual(asked, [[10, 12, 14, 11, 13]]);
+});

@@ -25,7 +25,7 @@ test('bans, failures and positions survive reopening; one ban per jail and targe
     assert.equal(s.getPosition('file:/x'), '{"offset":10}');
     assert.deepEqual(s.failuresSince(0).map((f) => f.address), ['192.0.2.1']);
     assert.equal(s.nextFailureId(), 2);
-    assert.deepEqual(s.failureLines([1, 7]), ['l1']);
+    assert.deepEqual(s.failureLines([1, 7]), new Map([[1, 'l1']]));
     const active = s.activeBans();
     assert.deepEqual(active.map((b) => [b.target, b.until]), [['2001:db8::1', null], ['198.51.100.1', 9000]]);
     assert.deepEqual(active[0]!.evidence, ['line a', 'line b']);
@@ -95,7 +95,7 @@ test('a cleared address stops counting up to its time, in its jail only: not res
   store.commit({ failuresCleared: [{ jail: 'sshd', address: '198.51.100.7', before: 2000 }], failuresAdded: [row(4, 'sshd', 3000)] });
   assert.deepEqual(store.failuresSince(0).map((f) => f.id), [3, 4]);
   // Lines are still there for evidence until pruned; pruning drops the tombstone with them.
-  assert.deepEqual(store.failureLines([2, 1]), ['line 2', 'line 1']);
+  assert.deepEqual(store.failureLines([2, 1]), new Map([[2, 'line 2'], [1, 'line 1']]));
   store.pruneFailures(2500);
   assert.deepEqual(store.failuresSince(0).map((f) => f.id), [4]);
   store.close();
