@@ -3,6 +3,7 @@ import type { Decision, Event } from '../core/types.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { JailConfig } from '../config/load.js';
 import { pathMatcher } from '../sources/glob.js';
+import { OffenderTable } from './offenders.js';
 
 /**
  * What the dashboard and /metrics show beyond the daemon's own status: counts
@@ -74,16 +75,9 @@ export interface Series {
   dropped: Record<string, number[]>;
 }
 
-interface Offender {
-  failures: number;
-  bans: number;
-  last: number;
-  /** A few jail names: an array is cheaper than a Set per address under a flood. */
-  jails: string[];
-}
-
 export class Activity {
-  readonly matched = new Map<string, number>(); // `filter\0kind`
+  /** filter → kind → lines: two lookups of constant strings per event, no key built per line. */
+  private readonly matchedByFilter = new Map<string, Map<string, number>>();
   readonly health = new Map<string, number>(); // `filter\0pattern`
   readonly decisions = new Map<string, number>(); // `jail\0action`
   /** Seconds between a line's own time and its processing, per source (last matched line). */
@@ -94,12 +88,13 @@ export class Activity {
   private readonly dropped = new Map<string, MinuteRing>();
   private lastCounters = new Map<string, number>();
   // Kept as seen and formatted only when asked for: a flood costs no string building.
-  private readonly recent: Seen[] = [];
-  private readonly healthEvents: Seen[] = [];
-  private readonly offenders = new Map<string, Offender>();
+  private readonly recent = new SeenRing(RECENT_MAX);
+  private readonly healthEvents = new SeenRing(HEALTH_MAX);
+  private readonly offenders = new OffenderTable(OFFENDERS_MAX, DAY_MINUTES * MINUTE);
   private readonly jailsOfFilter = new Map<string, Array<{ jail: string; accepts: (source: string) => boolean }>>();
-  /** `filter\0source` → jails; sources are few, but a glob may add files: bounded. */
-  private readonly jailsCache = new Map<string, string[]>();
+  /** filter → source → jails; sources are few, but a glob may add files: bounded. */
+  private readonly jailsCache = new Map<string, Map<string, string[]>>();
+  private jailsCached = 0;
   private counterTimer: NodeJS.Timeout | null = null;
   private readonly listeners: Array<() => void> = [];
 
@@ -138,38 +133,47 @@ export class Activity {
     for (const off of this.listeners.splice(0)) off();
   }
 
+  /** Lines matched per `filter\0kind` (for /metrics). */
+  get matched(): Map<string, number> {
+    const flat = new Map<string, number>();
+    for (const [filter, kinds] of this.matchedByFilter) for (const [kind, n] of kinds) flat.set(`${filter}\0${kind}`, n);
+    return flat;
+  }
+
   /** Which jails counted this event (a filter may serve several jails, on different files). */
   jailsOf(e: Event): string[] {
-    const key = `${e.filter}\0${e.line.source}`;
-    let jails = this.jailsCache.get(key);
+    let bySource = this.jailsCache.get(e.filter);
+    let jails = bySource?.get(e.line.source);
     if (jails) return jails;
     const candidates = this.jailsOfFilter.get(e.filter) ?? [];
     const hit = candidates.filter((c) => c.accepts(e.line.source)).map((c) => c.jail);
     jails = hit.length ? hit : candidates.map((c) => c.jail);
-    if (this.jailsCache.size >= 4096) this.jailsCache.clear();
-    this.jailsCache.set(key, jails);
+    if (this.jailsCached >= 4096) {
+      this.jailsCache.clear();
+      this.jailsCached = 0;
+    }
+    if (!bySource) this.jailsCache.set(e.filter, (bySource = new Map()));
+    bySource.set(e.line.source, jails);
+    this.jailsCached++;
     return jails;
   }
 
   private onEvent(e: Event): void {
     const now = this.now();
-    bump(this.matched, `${e.filter}\0${e.kind}`);
+    let kinds = this.matchedByFilter.get(e.filter);
+    if (!kinds) this.matchedByFilter.set(e.filter, (kinds = new Map()));
+    bump(kinds, e.kind);
     if (e.line.timeFromLine) this.lagSeconds.set(e.line.source, Math.max(0, (now - e.time) / 1000));
     const jails = this.jailsOf(e);
-    const seen: Seen = { event: e, at: now, jails };
-    push(this.recent, seen, RECENT_MAX);
+    this.recent.add(e, now, jails);
     if (e.kind === 'health') {
       bump(this.health, `${e.filter}\0${e.pattern}`);
-      push(this.healthEvents, seen, HEALTH_MAX);
+      this.healthEvents.add(e, now, jails);
       return;
     }
     // Charted by arrival: a live view of what the daemon is fighting now, whatever the lines' own clocks say.
     for (const j of jails) ring(this.failures, j).add(now);
-    if (e.address !== null) {
-      const o = this.offender(e.address, now);
-      o.failures++;
-      for (const j of jails) if (!o.jails.includes(j)) o.jails.push(j);
-    }
+    if (e.address !== null) this.offenders.addFailure(e.address, jails, now);
   }
 
   private onDecision(d: Decision): void {
@@ -177,11 +181,7 @@ export class Activity {
     const now = this.now();
     if (d.action === 'ban') {
       this.bans.add(now);
-      if (!d.target.includes('/')) {
-        const o = this.offender(d.target, now);
-        o.bans++;
-        if (!o.jails.includes(d.jail)) o.jails.push(d.jail);
-      }
+      if (!d.target.includes('/')) this.offenders.addBan(d.target, d.jail, now);
     } else if (d.action === 'unban') {
       this.unbans.add(now);
     }
@@ -195,26 +195,6 @@ export class Activity {
       if (b.liftedAt !== null && b.liftedAt >= since) this.unbans.add(b.liftedAt);
       if (b.time < since && (b.liftedAt === null || b.liftedAt < since)) break;
     }
-  }
-
-  private offender(address: string, now: number): Offender {
-    let o = this.offenders.get(address);
-    if (!o) {
-      if (this.offenders.size >= OFFENDERS_MAX) this.pruneOffenders(now);
-      o = { failures: 0, bans: 0, last: now, jails: [] };
-      this.offenders.set(address, o);
-    }
-    o.last = now;
-    return o;
-  }
-
-  private pruneOffenders(now: number): void {
-    for (const [a, o] of this.offenders) if (o.last < now - DAY_MINUTES * MINUTE) this.offenders.delete(a);
-    if (this.offenders.size < OFFENDERS_MAX) return;
-    // Still full of fresh addresses (a spray): keep the heavier half.
-    const sorted = [...this.offenders].sort((a, b) => b[1].failures + b[1].bans - (a[1].failures + a[1].bans));
-    this.offenders.clear();
-    for (const [a, o] of sorted.slice(0, OFFENDERS_MAX / 2)) this.offenders.set(a, o);
   }
 
   async sampleCounters(): Promise<void> {
@@ -249,12 +229,11 @@ export class Activity {
   }
 
   recentEvents(limit = 100, kind?: string): RecentEvent[] {
-    const list = kind ? this.recent.filter((s) => s.event.kind === kind) : this.recent.slice(-RECENT_MAX);
-    return list.slice(-limit).reverse().map(recentJson);
+    return this.recent.newestFirst(limit, kind).map(recentJson);
   }
 
   healthLog(limit = 50): RecentEvent[] {
-    return this.healthEvents.slice(-Math.min(limit, HEALTH_MAX)).reverse().map(recentJson);
+    return this.healthEvents.newestFirst(limit).map(recentJson);
   }
 
   /** Addresses and networks (/24 for IPv4, /64 for IPv6) with the most failures and bans over the last day. */
@@ -262,8 +241,8 @@ export class Activity {
     const since = this.now() - DAY_MINUTES * MINUTE;
     const nets = new Map<string, TopEntry & { members: Set<string> }>();
     const addresses: TopEntry[] = [];
-    for (const [address, o] of this.offenders) {
-      if (o.last < since) continue;
+    for (const o of this.offenders.entries(since)) {
+      const { address } = o;
       const jails = [...o.jails].sort();
       addresses.push({ key: address, failures: o.failures, bans: o.bans, jails, last: new Date(o.last).toISOString() });
       const net = prefixOf(address, addressFamily(address) === 4 ? 24 : 64);
@@ -311,10 +290,35 @@ export function recentJson({ event: e, at, jails }: Seen): RecentEvent {
   };
 }
 
-/** Appends, trimming to `max` only when twice as long (amortised O(1) under a flood). */
-function push<T>(list: T[], item: T, max: number): void {
-  list.push(item);
-  if (list.length >= 2 * max) list.splice(0, list.length - max);
+/** The last `capacity` events seen, in parallel arrays: a flood allocates nothing per line here. */
+class SeenRing {
+  private readonly events: Event[] = [];
+  private readonly at: Float64Array;
+  private readonly jails: string[][] = [];
+  private next = 0;
+
+  constructor(private readonly capacity: number) {
+    this.at = new Float64Array(capacity);
+  }
+
+  add(event: Event, at: number, jails: string[]): void {
+    const i = this.next++ % this.capacity;
+    this.events[i] = event;
+    this.at[i] = at;
+    this.jails[i] = jails;
+  }
+
+  /** Up to `limit` events (of `kind`, when given), newest first. */
+  newestFirst(limit: number, kind?: string): Seen[] {
+    const out: Seen[] = [];
+    const oldest = Math.max(0, this.next - this.capacity);
+    for (let n = this.next - 1; n >= oldest && out.length < limit; n--) {
+      const i = n % this.capacity;
+      const event = this.events[i]!;
+      if (kind === undefined || event.kind === kind) out.push({ event, at: this.at[i]!, jails: this.jails[i]! });
+    }
+    return out;
+  }
 }
 
 function ring(map: Map<string, MinuteRing>, key: string): MinuteRing {

@@ -1,0 +1,117 @@
+/**
+ * The addresses with the most failures and bans over the last day, for the
+ * dashboard's top offenders, at a bounded size and a constant cost per event.
+ *
+ * A botnet brings more addresses than the table holds, so a newcomer must
+ * push someone out. Sorting the table to find who (what a plain Map needs)
+ * costs O(n log n) every few thousand events under a flood; instead, a few
+ * slots are sampled and the lightest of them (stale ones first) is reused, as
+ * Redis approximates LFU eviction. Heavy hitters are almost never sampled as
+ * the lightest, so the top of the table stays right; only the tail is
+ * approximate. Once the table is full, a newcomer gets in one time in
+ * ADMISSION (a heavy hitter comes back soon enough), so a spray of one-off
+ * addresses does not churn the table on every line. Counts live in typed
+ * arrays: no object per address.
+ */
+
+/** Slots compared per eviction: more is more exact and slower. */
+const EVICTION_SAMPLE = 8;
+/** Once full, a newcomer is admitted with probability 1/ADMISSION (a power of two). */
+const ADMISSION = 8;
+
+export interface OffenderEntry {
+  address: string;
+  failures: number;
+  bans: number;
+  /** Jails that saw the address, in the order they first did. */
+  jails: readonly string[];
+  last: number;
+}
+
+export class OffenderTable {
+  private readonly slotOf = new Map<string, number>();
+  private readonly addresses: string[] = [];
+  private readonly jails: string[][] = [];
+  private readonly failures: Float64Array;
+  private readonly bans: Float64Array;
+  private readonly last: Float64Array;
+  /** A xorshift state: eviction samples need to be cheap, not good. */
+  private seed = 0x9e3779b9;
+
+  constructor(readonly capacity: number, private readonly maxAgeMs: number) {
+    this.failures = new Float64Array(capacity);
+    this.bans = new Float64Array(capacity);
+    this.last = new Float64Array(capacity);
+  }
+
+  get size(): number {
+    return this.slotOf.size;
+  }
+
+  addFailure(address: string, jails: readonly string[], now: number): void {
+    const slot = this.slot(address, now);
+    if (slot < 0) return;
+    this.failures[slot]!++;
+    const seen = this.jails[slot]!;
+    for (const j of jails) if (!seen.includes(j)) seen.push(j);
+  }
+
+  /** A ban always gets the address in: bans are few, and they weigh ten failures. */
+  addBan(address: string, jail: string, now: number): void {
+    const slot = this.slot(address, now, true);
+    this.bans[slot]!++;
+    const seen = this.jails[slot]!;
+    if (!seen.includes(jail)) seen.push(jail);
+  }
+
+  /** Entries seen since `since`, in no particular order. */
+  *entries(since: number): IterableIterator<OffenderEntry> {
+    for (const [address, slot] of this.slotOf) {
+      if (this.last[slot]! < since) continue;
+      yield { address, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jails[slot]!, last: this.last[slot]! };
+    }
+  }
+
+  /** The address's slot, taking one if it has none; -1 when it was not admitted. */
+  private slot(address: string, now: number, admit = false): number {
+    let slot = this.slotOf.get(address);
+    if (slot === undefined) {
+      if (this.addresses.length < this.capacity) slot = this.addresses.length;
+      else if (admit || (this.random() & (ADMISSION - 1)) === 0) slot = this.evict(now);
+      else return -1;
+      this.slotOf.set(address, slot);
+      this.addresses[slot] = address;
+      this.jails[slot] = [];
+      this.failures[slot] = 0;
+      this.bans[slot] = 0;
+    }
+    this.last[slot] = now;
+    return slot;
+  }
+
+  /** Frees the lightest of a few sampled slots; one older than the maximum age beats any live one. */
+  private evict(now: number): number {
+    const stale = now - this.maxAgeMs;
+    let victim = -1;
+    let lightest = Infinity;
+    for (let i = 0; i < EVICTION_SAMPLE; i++) {
+      const slot = this.random() % this.capacity;
+      const weight = this.last[slot]! < stale ? -1 : this.failures[slot]! + 10 * this.bans[slot]!;
+      if (weight < lightest) {
+        lightest = weight;
+        victim = slot;
+      }
+    }
+    this.slotOf.delete(this.addresses[victim]!);
+    return victim;
+  }
+
+  private random(): number {
+    let x = this.seed;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.seed = x >>> 0;
+    return this.seed;
+  }
+}
