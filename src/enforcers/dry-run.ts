@@ -10,6 +10,9 @@ import {
  * `enforcer: dry-run`, and when trying a configuration on a live host).
  */
 
+/** Bans of one batch logged one by one; a larger batch (a flood) is logged as these and a count. */
+const BANS_LOGGED_PER_BATCH = 10;
+
 export interface DryRunEnforcerOptions {
   /** Where the "would …" lines go; default stderr. */
   log?: (line: string) => void;
@@ -43,12 +46,14 @@ export class DryRunEnforcer implements Enforcer {
       this.log(`dry-run: would unban ${target} in jail ${u.jail}`);
       this.bans.delete(banKey({ jail: u.jail, target }));
     }
+    let logged = 0;
     for (const b of changes.ban) {
       if (secondsLeft(b.until, now) === 0) continue;
       const entry = { ...b, target: formatNetwork(banNetwork(b)) };
-      this.log(`dry-run: would ban ${entry.target} in jail ${b.jail} ${b.until === null ? 'permanently' : `until ${new Date(b.until).toISOString()}`}`);
+      if (logged++ < BANS_LOGGED_PER_BATCH) this.log(`dry-run: would ban ${entry.target} in jail ${b.jail} ${b.until === null ? 'permanently' : `until ${new Date(b.until).toISOString()}`}`);
       this.bans.set(banKey(entry), entry);
     }
+    if (logged > BANS_LOGGED_PER_BATCH) this.log(`dry-run: would ban ${(logged - BANS_LOGGED_PER_BATCH).toLocaleString('en')} more addresses in this batch (not logged one by one)`);
   }
 
   async list(): Promise<BanEntry[]> {

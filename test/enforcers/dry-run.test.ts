@@ -23,6 +23,16 @@ describe('dry-run enforcer', () => {
     assert.deepEqual(await dry.reconcile([{ target: '192.0.2.1', jail: 'sshd', until: null }]), { added: 1, removed: 1 });
     assert.deepEqual(await dry.list(), [{ target: '192.0.2.1', jail: 'sshd', until: null }]);
   });
+
+  it('logs a flood\'s batch as its first ten bans and a count, and still remembers every one', async () => {
+    const lines: string[] = [];
+    const dry = new DryRunEnforcer({ log: (l) => lines.push(l), now: () => NOW });
+    await dry.apply({ ban: Array.from({ length: 2500 }, (_, i) => ({ target: `10.0.${i >> 8}.${i & 255}`, jail: 'sshd', until: null })), unban: [] });
+    assert.equal(lines.length, 11);
+    assert.equal(lines[9], 'dry-run: would ban 10.0.0.9 in jail sshd permanently');
+    assert.equal(lines[10], 'dry-run: would ban 2,490 more addresses in this batch (not logged one by one)');
+    assert.equal((await dry.list()).length, 2500);
+  });
 });
 
 describe('connection flusher (recorded commands)', () => {
