@@ -44,7 +44,7 @@ export interface PipelineOptions {
   includeHostAddresses?: boolean;
   /** Told of every matched line (evidence and health), e.g. for metrics and the dashboard. */
   onEvent?: (event: Event) => void;
-  /** Earlier ban counts (the store's ban_counts), so repeat offenders stay repeat offenders across restarts. */
+  /** Earlier ban counts (counted by the store from its bans), so repeat offenders stay repeat offenders across restarts. */
   banCounts?: (target: string, jail: string) => number;
   /** Things the admin should know that are not decisions (a prefix not banned because it covers an allowlisted address). */
   onNotice?: (message: string) => void;
@@ -67,9 +67,9 @@ export interface FailureLog {
 export interface PipelineOutput {
   decisions: Decision[];
   failuresAdded: FailureRow[];
-  /** Ids of failures that ended in a ban. */
+  /** Ids of failures that ended in a ban (cleared too, see failuresCleared). */
   failuresConsumed: number[];
-  /** An address's failures in a jail that stop counting (a long-window ban). */
+  /** An address's failures in a jail that stop counting (a ban, a long-window ban). */
   failuresCleared: Array<{ jail: string; address: string; before: number }>;
 }
 
@@ -315,7 +315,11 @@ export class Pipeline {
       }
       return;
     }
-    if (this.failureLog !== null) for (const id of trip.evidence) this.out.failuresConsumed.push(id as number);
+    if (this.failureLog !== null) {
+      // The banned address's failures stop counting; those of this batch need not be written at all.
+      for (const id of trip.evidence) this.out.failuresConsumed.push(id as number);
+      this.out.failuresCleared.push({ jail: jail.config.name, address, before: ev.time });
+    }
     jail.longWindow?.forget(address);
     const { config } = jail;
     const sieged = jail.siege?.active ? `; siege: maxretry ${jail.limits.maxretry}` : '';

@@ -19,7 +19,7 @@ export interface BantimeGrowth {
   count: 'all' | 'jail';
 }
 
-/** Pseudo-jail under which ban counts across all jails are kept (as in the store's ban_counts). */
+/** Pseudo-jail under which ban counts across all jails are kept (as the store counts them). */
 export const ALL_JAILS = '*';
 
 /** The ban duration for a target banned `previousBans` times before; null = permanent. */

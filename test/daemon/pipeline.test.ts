@@ -4,6 +4,7 @@ import { configFromFiles } from '../../src/config/load.js';
 import type { Decision } from '../../src/core/types.js';
 import { Pipeline } from '../../src/daemon/pipeline.js';
 import { EnvelopeParser } from '../../src/sources/envelope.js';
+import { Store } from '../../src/state/store.js';
 
 const NOW = new Date(2024, 5, 15, 12, 0, 0).getTime();
 
@@ -164,4 +165,38 @@ test('with a failure log, a ban\'s evidence is read back by id once per batch, i
   assert.deepEqual(decisions[1]!.evidence, [b('10:00:02'), b('10:00:03'), b('10:00:04')]);
   // One read for the batch, both bans' older ids together.
   assert.deepEqual(asked, [[10, 12, 14, 11, 13]]);
+});
+
+test('failures that ended in a ban do not count again after a restart, once the ban is over; pending ones do', () => {
+  const config = configFromFiles([{ file: 't.yaml', text: 'jails:\n  sshd: { maxretry: 3, findtime: 1h, bantime: 10m }\n' }]);
+  const jails = config.jails.filter((j) => j.enabled);
+  const store = Store.open(':memory:');
+  const parser = new EnvelopeParser({ now: () => NOW });
+  const lifetime = (restoreAt: number | null): ((line: string) => string[]) => {
+    const p = new Pipeline({
+      jails, globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false,
+      failureLog: { nextId: store.nextFailureId(), lines: (ids) => store.failureLines(ids) },
+    });
+    p.addRoute('r', ['sshd']);
+    if (restoreAt !== null) p.restore(store.activeBans().filter((b) => b.until === null || b.until > restoreAt), store.failuresSince(restoreAt - 3_600_000), []);
+    // One commit per line, as a quiet daemon makes them: the ban's earlier failures are already on disk.
+    return (line) => {
+      p.process(parser.parse(line, 't'), 'r');
+      const out = p.take();
+      store.commit({ failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
+      return out.decisions.map((d) => `${d.action} ${d.target} ${d.evidence!.length}`);
+    };
+  };
+  const a = '198.51.100.7';
+  const b = '203.0.113.9';
+  let step = lifetime(null);
+  assert.deepEqual([fail('10:00:00', a), fail('10:00:01', b), fail('10:00:02', a), fail('10:00:03', b)].flatMap(step), []);
+  assert.deepEqual(step(fail('10:00:04', a)), [`ban ${a} 3`]);
+  // Restart after a's ban ended: b's two failures still count, a's three were used up by its ban.
+  step = lifetime(new Date(2024, 5, 15, 10, 15).getTime());
+  assert.deepEqual(step(fail('10:16:00', a)), []);
+  assert.deepEqual(step(fail('10:16:01', b)), [`ban ${b} 3`]);
+  assert.deepEqual(step(fail('10:16:02', a)), []);
+  assert.deepEqual(step(fail('10:16:03', a)), [`ban ${a} 3`]);
+  store.close();
 });

@@ -69,7 +69,7 @@ test('schema version is recorded and a newer database is refused', () => {
   }
 });
 
-test('many failures in one commit are all kept, in order; those consumed in the same commit are never written, earlier ones are deleted', () => {
+test('many failures in one commit are all kept, in order; those consumed in the same commit are never written, earlier ones are cleared', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
   try {
     const store = Store.open(dir);
@@ -78,10 +78,15 @@ test('many failures in one commit are all kept, in order; those consumed in the 
     // 200 rows: several multi-row statements and a remainder; .2 is banned in this commit (one of its failures was written before), .3 too.
     const added = Array.from({ length: 200 }, (_, i) => row(['198.51.100.2', '198.51.100.3', '198.51.100.4', '2001:db8::5'][i % 4]!, 2 + i));
     const banned = (f: { address: string }) => f.address === '198.51.100.2' || f.address === '198.51.100.3';
-    store.commit({ failuresAdded: added, failuresConsumed: [2, ...added.filter(banned).map((f) => f.id)] });
+    store.commit({
+      failuresAdded: added, failuresConsumed: [2, ...added.filter(banned).map((f) => f.id)],
+      failuresCleared: [{ jail: 'sshd', address: '198.51.100.2', before: 1000 + 196 }, { jail: 'sshd', address: '198.51.100.3', before: 1000 + 197 }],
+    });
     const expected = [row('198.51.100.1', 0), ...added.filter((f) => !banned(f))];
     assert.deepEqual(store.failuresSince(0), expected);
     assert.equal(store.nextFailureId(), 203);
+    // Written before its ban, the consumed failure 2 is still there for evidence; the rest are not.
+    assert.deepEqual([...store.failureLines([2, 3, 4, 5]).keys()], [2, 5]);
     store.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -116,7 +121,7 @@ test('bans in force: active and not expired, without their evidence', () => {
   }
 });
 
-test('a database from before failure ids (schema 2) migrates and keeps its pending failures', () => {
+test('a database from before failure ids (schema 2) migrates and keeps its pending failures and ban counts', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
   try {
     const store = Store.open(dir);
@@ -124,12 +129,17 @@ test('a database from before failure ids (schema 2) migrates and keeps its pendi
     // Back to schema 2 as it was: the address index, no tombstones, rows written without ids.
     const db = new Database(join(dir, 'state.db'));
     db.exec(`DROP TABLE failures_cleared; DROP INDEX bans_listing; CREATE INDEX failures_key ON failures(jail, address);
+      DROP INDEX bans_target; CREATE INDEX bans_target ON bans(target);
+      CREATE TABLE ban_counts (address TEXT NOT NULL, jail TEXT NOT NULL, count INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (address, jail)) WITHOUT ROWID;
       INSERT INTO failures(jail, address, time, line) VALUES ('sshd', '192.0.2.9', 5, 'old one'), ('sshd', '192.0.2.9', 6, 'old two');
+      INSERT INTO bans(target, jail, created, reason, origin, active) VALUES ('192.0.2.9', 'sshd', 1, 'r', 'o', 0), ('192.0.2.9', 'recidive', 2, 'r', 'o', 1);
       UPDATE meta SET value = '2' WHERE key = 'schema_version'`);
     db.close();
     const migrated = Store.open(dir);
     assert.deepEqual(migrated.failuresSince(0).map((f) => [f.id, f.line]), [[1, 'old one'], [2, 'old two']]);
     assert.equal(migrated.nextFailureId(), 3);
+    // Ban counts come from the bans themselves.
+    assert.deepEqual([migrated.banCount('192.0.2.9'), migrated.banCount('192.0.2.9', 'sshd'), migrated.banCount('192.0.2.9', 'dovecot')], [2, 1, 0]);
     migrated.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
