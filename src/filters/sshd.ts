@@ -1,5 +1,6 @@
-import { canonicalAddress, ownCopy } from '../core/address.js';
+import { canonicalAddress } from '../core/address.js';
 import type { EventKind, LogLine } from '../core/types.js';
+import { ConnectionTable } from './connections.js';
 import type { Filter, FilterMatch } from './filter.js';
 
 /**
@@ -275,14 +276,8 @@ const CONNECTION_END = new RegExp(`^Connection (?:closed|reset) by ${ADDR}${PORT
 const CONNECTION_TTL_MS = 10 * 60_000;
 const MAX_CONNECTIONS = 10_000;
 
-interface Peer {
-  address: string;
-  time: number;
-  /** Attempts of this connection counted so far. */
-  counted: number;
-  /** An `Invalid user` line was counted and its `Failed … for invalid user` is still to come. */
-  invalidAnnounced: boolean;
-}
+/** Connection flag: an `Invalid user` line was counted and its `Failed … for invalid user` is still to come. */
+const INVALID_ANNOUNCED = 1;
 
 interface Held {
   kind: EventKind;
@@ -300,16 +295,16 @@ export class SshdFilter implements Filter {
   readonly bareLines = false;
   readonly patterns = PATTERN_IDS;
 
-  /** Peer per `host\0pid`; the oldest are dropped first when the map is full. */
-  private readonly peers = new Map<string, Peer>();
-  /** Address-less events waiting for their process to name the peer. */
-  private readonly held = new Map<string, Held>();
+  /** Peer per host and pid: the address, when last seen, attempts counted, flags. */
+  private readonly peers = new ConnectionTable(MAX_CONNECTIONS, CONNECTION_TTL_MS);
+  /** Address-less events waiting for their process to name the peer, by the peers' key. */
+  private readonly held = new Map<number, Held>();
 
   match(line: LogLine): FilterMatch | null {
     const message = line.message;
-    const key = line.pid === null ? null : `${line.host ?? ''}\0${line.pid}`;
+    const key = line.pid === null ? -1 : this.peers.key(line.host, line.pid);
     // One scan decides whether any rule can apply; most sshd lines (sessions, accepted logins) stop here.
-    if (!ANY_NEEDLE.test(message)) return key === null ? null : this.peerLine(message, key, line.time);
+    if (!ANY_NEEDLE.test(message)) return key === -1 ? null : this.peerLine(message, key, line.time);
     for (const rule of RULES) {
       const m = run(rule, message);
       if (m === null) continue;
@@ -318,30 +313,30 @@ export class SshdFilter implements Filter {
       const kind = typeof rule.kind === 'function' ? rule.kind(m, message) : rule.kind;
       if (kind === null) continue;
       let repeat = false;
-      if (key !== null) {
+      if (key !== -1) {
         const peer = this.remember(key, address, line.time);
-        const held = this.takeHeld(key, line.time);
+        const held = this.held.size > 0 ? this.takeHeld(key, line.time) : null;
         if (held !== null) {
-          peer.counted++;
+          this.peers.counted[peer]!++;
           return { kind: held.kind, address, user: null, pattern: held.pattern };
         }
-        repeat = isRepeat(peer, rule.id, kind);
+        repeat = this.isRepeat(peer, rule.id, kind);
       }
       const match: FilterMatch = { kind, address, user: m.groups!.user ?? null, pattern: rule.id };
       if (repeat) match.repeat = true;
       return match;
     }
-    if (key === null) return null;
+    if (key === -1) return null;
     return this.peerLine(message, key, line.time);
   }
 
   /** Lines that name no peer themselves, or only tell which peer a process serves. */
-  private peerLine(message: string, key: string, time: number): FilterMatch | null {
+  private peerLine(message: string, key: number, time: number): FilterMatch | null {
     for (const rule of CONNECTION_RULES) {
       if (run(rule, message) === null) continue;
       const kind = rule.kind as EventKind;
-      const peer = this.peers.get(key);
-      if (peer !== undefined && time - peer.time <= CONNECTION_TTL_MS) return { kind, address: peer.address, user: null, pattern: rule.id };
+      const peer = this.peers.find(key);
+      if (peer !== -1 && time - this.peers.times[peer]! <= CONNECTION_TTL_MS) return { kind, address: this.peers.addresses[peer]!, user: null, pattern: rule.id };
       this.hold(key, { kind, pattern: rule.id, time: time });
       return null;
     }
@@ -361,33 +356,47 @@ export class SshdFilter implements Filter {
     return null;
   }
 
-  private remember(key: string, address: string, time: number): Peer {
-    let peer = this.peers.get(key);
-    // Updated in place: re-inserting on every line would leave the Map's front full of
-    // deleted slots that each eviction scan has to skip.
-    if (peer !== undefined) {
-      // A pid reused by a later connection starts counting afresh.
-      if (peer.address !== address || time - peer.time > CONNECTION_TTL_MS) {
-        peer.counted = 0;
-        peer.invalidAnnounced = false;
-      }
-      // A copy, not the slice of the log line: a peer lives for minutes, the line should not.
-      if (peer.address !== address) peer.address = ownCopy(address);
-      peer.time = time;
-    } else {
-      peer = { address: ownCopy(address), time, counted: 0, invalidAnnounced: false };
-      this.peers.set(key, peer);
-      if (this.peers.size > MAX_CONNECTIONS) evict(this.peers, time);
+  /** The slot of the process's connection, now serving `address` at `time`. */
+  private remember(key: number, address: string, time: number): number {
+    const peers = this.peers;
+    const peer = peers.find(key);
+    if (peer === -1) return peers.add(key, address, time);
+    // A pid reused by a later connection starts counting afresh.
+    if (peers.addresses[peer] !== address || time - peers.times[peer]! > CONNECTION_TTL_MS) {
+      peers.counted[peer] = 0;
+      peers.flags[peer] = 0;
+      peers.setAddress(peer, address);
     }
+    peers.times[peer] = time;
     return peer;
   }
 
-  private hold(key: string, held: Held): void {
-    this.held.set(key, held);
-    if (this.held.size > MAX_CONNECTIONS) evict(this.held, held.time);
+  /**
+   * Whether a matched line repeats an attempt its connection already reported,
+   * updating the connection's tally. `Invalid user U` is followed by `Failed …
+   * for invalid user U` for the same guess; a summary such as `Connection closed
+   * by authenticating user` adds nothing after a counted failure.
+   */
+  private isRepeat(peer: number, rule: string, kind: EventKind): boolean {
+    const { flags, counted } = this.peers;
+    if (rule === 'invalid-user') {
+      flags[peer]! |= INVALID_ANNOUNCED;
+    } else if (rule === 'failed-auth' && kind === 'invalid-user' && (flags[peer]! & INVALID_ANNOUNCED) !== 0) {
+      flags[peer]! &= ~INVALID_ANNOUNCED;
+      return true;
+    } else if (rule === 'closed-authenticating' && counted[peer]! > 0) {
+      return true;
+    }
+    counted[peer]!++;
+    return false;
   }
 
-  private takeHeld(key: string, time: number): Held | null {
+  private hold(key: number, held: Held): void {
+    this.held.set(key, held);
+    if (this.held.size > MAX_CONNECTIONS) evictHeld(this.held, held.time);
+  }
+
+  private takeHeld(key: number, time: number): Held | null {
     const held = this.held.get(key);
     if (held === undefined) return null;
     this.held.delete(key);
@@ -395,31 +404,8 @@ export class SshdFilter implements Filter {
   }
 }
 
-/**
- * Whether a matched line repeats an attempt its connection already reported,
- * updating the connection's tally. `Invalid user U` is followed by `Failed …
- * for invalid user U` for the same guess; a summary such as `Connection closed
- * by authenticating user` adds nothing after a counted failure.
- */
-function isRepeat(peer: Peer, rule: string, kind: EventKind): boolean {
-  if (rule === 'invalid-user') {
-    peer.invalidAnnounced = true;
-  } else if (rule === 'failed-auth' && kind === 'invalid-user' && peer.invalidAnnounced) {
-    peer.invalidAnnounced = false;
-    return true;
-  } else if (rule === 'closed-authenticating' && peer.counted > 0) {
-    return true;
-  }
-  peer.counted++;
-  return false;
-}
-
-/**
- * Makes room in a per-process map in one sweep (amortised O(1) per insert):
- * first everything older than the connection TTL, then, if the map is still
- * full of live entries, the older half by insertion order.
- */
-function evict(map: Map<string, { time: number }>, now: number): void {
+/** Makes room for held events as the connection table does: the stale, then the older half. */
+function evictHeld(map: Map<number, Held>, now: number): void {
   for (const [k, v] of map) if (now - v.time > CONNECTION_TTL_MS) map.delete(k);
   if (map.size <= MAX_CONNECTIONS * 0.9) return;
   let drop = map.size - MAX_CONNECTIONS / 2;
