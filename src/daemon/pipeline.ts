@@ -1,4 +1,4 @@
-import { addressFamily, parseNetwork, prefixOf, type Network } from '../core/address.js';
+import { addressFamily, ownCopy, parseNetwork, prefixOf, type Network } from '../core/address.js';
 import { formatDuration } from '../core/duration.js';
 import type { Decision, Event, LogLine } from '../core/types.js';
 import { RECIDIVE_JAIL } from '../config/builtin-jails.js';
@@ -360,7 +360,9 @@ export class Pipeline {
   }
 
   /** Bans `target` in `jail` for `base` grown by the target's earlier bans (repeat offenders). */
-  private banFor(jail: JailRuntime, target: string, time: number, reason: string, evidence: string[], base: number | null): void {
+  private banFor(jail: JailRuntime, slicedTarget: string, time: number, reason: string, evidence: string[], base: number | null): void {
+    // A copy: the target outlives its log line by the whole ban, as a key every later line is looked up by.
+    const target = ownCopy(slicedTarget);
     const { config } = jail;
     const growth = config.bantimeGrowth ?? null;
     const previous = growth ? this.counts.get(target, growth.count === 'all' ? ALL_JAILS : config.name) : 0;
