@@ -69,6 +69,45 @@ export function ownCopy(s: string): string {
 /** Scratch space for parseIPv6 on the hot path (single-threaded: never held across calls). */
 const GROUPS = new Uint16Array(8);
 
+const TWO_32 = 4294967296;
+
+/**
+ * Writes the address's 128-bit value to out[at], out[at+1], out[at+2] as three
+ * exact doubles (48, 48 and 32 bits; IPv4 as IPv4-mapped IPv6), so that tables
+ * can hold addresses as numbers rather than strings. False if `address` is not
+ * an IPv4 or IPv6 literal.
+ */
+export function addressWords(address: string, out: Float64Array, at: number): boolean {
+  const v4 = parseIPv4(address, 0, address.length);
+  if (v4 >= 0) {
+    out[at] = 0;
+    out[at + 1] = 0xffff;
+    out[at + 2] = v4;
+    return true;
+  }
+  if (!parseIPv6(address, GROUPS)) return false;
+  const g = GROUPS;
+  out[at] = (g[0]! * 65536 + g[1]!) * 65536 + g[2]!;
+  out[at + 1] = (g[3]! * 65536 + g[4]!) * 65536 + g[5]!;
+  out[at + 2] = g[6]! * 65536 + g[7]!;
+  return true;
+}
+
+/** The canonical text of an address given as addressWords wrote it. */
+export function formatAddressWords(a: number, b: number, c: number): string {
+  if (a === 0 && b === 0xffff) return `${c >>> 24}.${(c >>> 16) & 255}.${(c >>> 8) & 255}.${c & 255}`;
+  const g = GROUPS;
+  g[0] = a / TWO_32;
+  g[1] = a / 65536;
+  g[2] = a;
+  g[3] = b / TWO_32;
+  g[4] = b / 65536;
+  g[5] = b;
+  g[6] = c / 65536;
+  g[7] = c;
+  return formatIPv6Groups(g);
+}
+
 /** Parses an IPv6 address (`::` compression and a trailing dotted quad allowed) into eight 16-bit groups. */
 export function parseIPv6(s: string, groups: Uint16Array): boolean {
   const n = s.length;

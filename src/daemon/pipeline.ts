@@ -12,7 +12,7 @@ import { createFilter } from '../filters/index.js';
 import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { Allowlist, type AllowlistEntry, type AllowlistResolver } from '../policy/allowlist.js';
 import { ALL_JAILS, BanCounts, describeGrowth, grownBantime } from '../policy/bantime.js';
-import type { FailureRow } from '../state/store.js';
+import { FailureRows, type FailureRow } from '../state/store.js';
 
 /**
  * The detection pipeline shared by the daemon and `replay`: lines → filters →
@@ -66,7 +66,7 @@ export interface FailureLog {
 
 export interface PipelineOutput {
   decisions: Decision[];
-  failuresAdded: FailureRow[];
+  failuresAdded: FailureRows;
   /** Ids of failures that ended in a ban (cleared too, see failuresCleared). */
   failuresConsumed: number[];
   /** An address's failures in a jail that stop counting (a ban, a long-window ban). */
@@ -74,7 +74,7 @@ export interface PipelineOutput {
 }
 
 const EMPTY_OUTPUT: PipelineOutput = Object.freeze({
-  decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: Object.freeze([]) as unknown as FailureRow[],
+  decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: new FailureRows(),
   failuresConsumed: Object.freeze([]) as unknown as number[], failuresCleared: Object.freeze([]) as unknown as PipelineOutput['failuresCleared'],
 });
 
@@ -167,7 +167,7 @@ export class Pipeline {
   /** The recidive jail (fed with every other jail's bans), when enabled. */
   private readonly recidive: JailRuntime | null;
   private siegesActive = 0;
-  private out: PipelineOutput = { decisions: [], failuresAdded: [], failuresConsumed: [], failuresCleared: [] };
+  private out: PipelineOutput = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [] };
   private readonly failureLog: FailureLog | null;
   private nextFailureId: number;
   /** The first failure id of the batch not yet taken: ids from here on are in out.failuresAdded, in order. */
@@ -306,7 +306,7 @@ export class Pipeline {
     let ref: string | number = ev.line.raw;
     if (this.failureLog !== null) {
       ref = this.nextFailureId++;
-      this.out.failuresAdded.push({ id: ref, jail: jail.config.name, address, time: ev.time, line: ev.line.raw });
+      this.out.failuresAdded.push(ref, jail.config.name, address, ev.time, ev.line.raw);
     }
     const trip = jail.counter.record(address, ev.time, ref);
     if (trip === null) {
@@ -338,7 +338,7 @@ export class Pipeline {
     const stored = ids.filter((id) => id < this.batchFirstId);
     const lines: string[] = stored.map(() => '');
     if (stored.length > 0) this.evidenceToRead.push({ lines, ids: stored });
-    for (const id of ids) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded[id - this.batchFirstId]!.line);
+    for (const id of ids) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded.lines[id - this.batchFirstId]!);
     return lines;
   }
 
@@ -600,7 +600,7 @@ export class Pipeline {
     this.batchFirstId = this.nextFailureId;
     // Most lines decide nothing: hand back the same empty output rather than allocate per line.
     if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;
-    this.out = { decisions: [], failuresAdded: [], failuresConsumed: [], failuresCleared: [] };
+    this.out = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [] };
     return out;
   }
 

@@ -18,7 +18,7 @@
  * giving the memory back.
  */
 
-import { parseIPv4, parseIPv6 } from '../core/address.js';
+import { addressWords } from '../core/address.js';
 
 export interface JailLimits {
   maxretry: number;
@@ -53,7 +53,8 @@ const REF1 = 9;
 
 const MIN_CAPACITY = 1024;
 const TWO_32 = 4294967296;
-const GROUPS = new Uint16Array(8);
+/** Scratch for keyOf (single-threaded: never held across calls). */
+const KEY = new Float64Array(3);
 
 /**
  * `R` is what is kept per failure for the evidence: the log line itself, or
@@ -379,18 +380,10 @@ export class FailureCounter<R extends string | number = string> {
 
   /** Puts the address's 128-bit value into keyA..C (IPv4 as IPv4-mapped IPv6); false if it is not an address. */
   private keyOf(address: string): boolean {
-    const v4 = parseIPv4(address, 0, address.length);
-    if (v4 >= 0) {
-      this.keyA = 0;
-      this.keyB = 0xffff;
-      this.keyC = v4;
-      return true;
-    }
-    if (!parseIPv6(address, GROUPS)) return false;
-    const g = GROUPS;
-    this.keyA = (g[0]! * 65536 + g[1]!) * 65536 + g[2]!;
-    this.keyB = (g[3]! * 65536 + g[4]!) * 65536 + g[5]!;
-    this.keyC = g[6]! * 65536 + g[7]!;
+    if (!addressWords(address, KEY, 0)) return false;
+    this.keyA = KEY[0]!;
+    this.keyB = KEY[1]!;
+    this.keyC = KEY[2]!;
     return true;
   }
 

@@ -1,4 +1,4 @@
-import { ownCopy } from '../core/address.js';
+import { addressWords, formatAddressWords } from '../core/address.js';
 
 /**
  * Per-process connection state for a filter whose messages name the peer only
@@ -10,7 +10,8 @@ import { ownCopy } from '../core/address.js';
  * `host\0pid` strings they filled the old generation with garbage (~100 MB
  * between major collections at a million attackers). Here a connection is a
  * slot in typed arrays, found through a number made of the host's index and
- * the pid; only its address is a string, a copy so the log line can go.
+ * the pid, and its address is held as numbers (addressWords): a connection
+ * costs no string either, and keeps no log line alive.
  */
 
 /** Linux pids are below 2^22 (pid_max's ceiling); a host's index is multiplied past them. */
@@ -18,9 +19,12 @@ const PID_RANGE = 4_194_304;
 /** Hosts numbered before the numbering starts afresh (a syslog receiver for a whole network). */
 const MAX_HOSTS = 65_536;
 
+/** Scratch for comparisons (single-threaded: never held across calls). */
+const WORDS = new Float64Array(3);
+
 export class ConnectionTable {
-  /** Peer address per slot. */
-  readonly addresses: string[] = [];
+  /** Peer address per slot, three words each (addressWords). */
+  private readonly words: Float64Array;
   /** When the slot's process was last seen (log time, ms). */
   readonly times: Float64Array;
   /** Per-connection tallies for the filter's own use. */
@@ -31,6 +35,7 @@ export class ConnectionTable {
   private readonly hostIndex = new Map<string, number>();
 
   constructor(private readonly capacity: number, private readonly ttlMs: number) {
+    this.words = new Float64Array(3 * (capacity + 1));
     this.times = new Float64Array(capacity + 1);
     this.counted = new Int32Array(capacity + 1);
     this.flags = new Uint8Array(capacity + 1);
@@ -59,19 +64,32 @@ export class ConnectionTable {
 
   /** A new slot for `key` serving `address` (tallies zero), making room first if the table is full. */
   add(key: number, address: string, time: number): number {
+    const words = wordsOf(address);
     if (this.slotOf.size >= this.capacity) this.evict(time);
     const slot = this.free.pop() ?? this.slotOf.size;
     this.slotOf.set(key, slot);
-    this.addresses[slot] = ownCopy(address);
+    this.words.set(words, 3 * slot);
     this.times[slot] = time;
     this.counted[slot] = 0;
     this.flags[slot] = 0;
     return slot;
   }
 
-  /** Points `slot` at `address` (a copy, when it changed). */
+  /** The address the slot's process serves, in canonical form. */
+  address(slot: number): string {
+    const w = this.words;
+    return formatAddressWords(w[3 * slot]!, w[3 * slot + 1]!, w[3 * slot + 2]!);
+  }
+
+  /** Whether the slot's process serves `address` (canonical, as filters report it). */
+  serves(slot: number, address: string): boolean {
+    const w = this.words;
+    return addressWords(address, WORDS, 0) && WORDS[2] === w[3 * slot + 2] && WORDS[1] === w[3 * slot + 1] && WORDS[0] === w[3 * slot];
+  }
+
+  /** Points `slot` at `address`, an IPv4 or IPv6 literal (a filter's canonicalAddress). */
   setAddress(slot: number, address: string): void {
-    if (this.addresses[slot] !== address) this.addresses[slot] = ownCopy(address);
+    this.words.set(wordsOf(address), 3 * slot);
   }
 
   /**
@@ -93,7 +111,6 @@ export class ConnectionTable {
 
   private release(key: number, slot: number): void {
     this.slotOf.delete(key);
-    this.addresses[slot] = '';
     this.free.push(slot);
   }
 
@@ -101,6 +118,11 @@ export class ConnectionTable {
     this.slotOf.clear();
     this.hostIndex.clear();
     this.free.length = 0;
-    this.addresses.length = 0;
   }
+}
+
+/** The address's words in the scratch array; a filter hands over only what canonicalAddress accepted. */
+function wordsOf(address: string): Float64Array {
+  if (!addressWords(address, WORDS, 0)) throw new Error(`not an address: ${address}`);
+  return WORDS;
 }

@@ -336,7 +336,7 @@ export class SshdFilter implements Filter {
       if (run(rule, message) === null) continue;
       const kind = rule.kind as EventKind;
       const peer = this.peers.find(key);
-      if (peer !== -1 && time - this.peers.times[peer]! <= CONNECTION_TTL_MS) return { kind, address: this.peers.addresses[peer]!, user: null, pattern: rule.id };
+      if (peer !== -1 && time - this.peers.times[peer]! <= CONNECTION_TTL_MS) return { kind, address: this.peers.address(peer), user: null, pattern: rule.id };
       this.hold(key, { kind, pattern: rule.id, time: time });
       return null;
     }
@@ -362,7 +362,7 @@ export class SshdFilter implements Filter {
     const peer = peers.find(key);
     if (peer === -1) return peers.add(key, address, time);
     // A pid reused by a later connection starts counting afresh.
-    if (peers.addresses[peer] !== address || time - peers.times[peer]! > CONNECTION_TTL_MS) {
+    if (!peers.serves(peer, address) || time - peers.times[peer]! > CONNECTION_TTL_MS) {
       peers.counted[peer] = 0;
       peers.flags[peer] = 0;
       peers.setAddress(peer, address);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalAddress, canonicalTarget, networkContains, parseNetwork, prefixOf } from '../../src/core/address.js';
+import { addressWords, canonicalAddress, canonicalTarget, formatAddressWords, networkContains, parseNetwork, prefixOf } from '../../src/core/address.js';
 
 test('IPv4 stays as written; junk is rejected', () => {
   assert.equal(canonicalAddress('192.0.2.7'), '192.0.2.7');
@@ -56,6 +56,10 @@ test('agrees with node:net and the WHATWG URL parser on 20,000 random spellings'
     else if (shape === 4) text = Array.from({ length: 1 + rand(9) }, () => (rand(4) ? hex() : '')).join(':');
     else text = `${hex()}::${hex()}:${rand(300)}.${rand(256)}.${rand(256)}.${rand(256)}`;
     const got = canonicalAddress(text);
+    // As numbers and back: the same canonical text, distinct addresses distinct numbers.
+    const words = new Float64Array(4);
+    assert.equal(addressWords(text, words, 1), got !== null, text);
+    if (got !== null) assert.equal(formatAddressWords(words[1]!, words[2]!, words[3]!), got, text);
     if (isIPv4(text)) assert.equal(got, text, text);
     else if (isIPv6(text)) {
       const url = new URL(`http://[${text}]/`).hostname.slice(1, -1);
@@ -64,4 +68,21 @@ test('agrees with node:net and the WHATWG URL parser on 20,000 random spellings'
       assert.equal(got, expected, text);
     } else assert.equal(got, null, text);
   }
+});
+
+test('addresses as three numbers: exact at the extremes, IPv4 and its mapped spelling the same', () => {
+  const words = (a: string): number[] => {
+    const w = new Float64Array(3);
+    assert.ok(addressWords(a, w, 0), a);
+    return [...w];
+  };
+  assert.deepEqual(words('192.0.2.1'), words('::ffff:192.0.2.1'));
+  assert.deepEqual(words('255.255.255.255'), [0, 0xffff, 4294967295]);
+  assert.deepEqual(words('ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'), [2 ** 48 - 1, 2 ** 48 - 1, 2 ** 32 - 1]);
+  for (const a of ['::', '::1', '0.0.0.0', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', '2001:db8::ffff:0:1', '1:2:3:4:5:6:7:8']) {
+    const [x, y, z] = words(a) as [number, number, number];
+    assert.equal(formatAddressWords(x, y, z), canonicalAddress(a), a);
+  }
+  assert.notDeepEqual(words('2001:db8::1'), words('2001:db8::1:0'));
+  assert.equal(addressWords('example.org', new Float64Array(3), 0), false);
 });

@@ -150,7 +150,7 @@ test('with a failure log, a ban\'s evidence is read back by id once per batch, i
   const feed = (lines: string[]): Decision[] => {
     for (const l of lines) pipeline.process(parser.parse(l, 'test'), 'r');
     const out = pipeline.take();
-    for (const f of out.failuresAdded) log.set(f.id, f.line);
+    out.failuresAdded.ids.forEach((id, i) => log.set(id, out.failuresAdded.lines[i]!));
     for (const id of out.failuresConsumed) log.delete(id);
     return out.decisions;
   };

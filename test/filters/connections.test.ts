@@ -5,16 +5,17 @@ import { ConnectionTable } from '../../src/filters/connections.js';
 test('a connection is found by host and pid; hosts and pids do not collide', () => {
   const t = new ConnectionTable(100, 60_000);
   const a = t.add(t.key('web1', 4242), '198.51.100.1', 0);
+  assert.throws(() => t.add(t.key('web1', 1), 'localhost', 0), /not an address/);
   const b = t.add(t.key('web2', 4242), '2001:db8::1', 0);
   const c = t.add(t.key(null, 4242), '192.0.2.1', 0);
   const d = t.add(t.key('web1', 4243), '192.0.2.2', 0);
   assert.equal(new Set([a, b, c, d]).size, 4);
-  assert.equal(t.addresses[t.find(t.key('web2', 4242))], '2001:db8::1');
-  assert.equal(t.addresses[t.find(t.key(null, 4242))], '192.0.2.1');
+  assert.equal(t.address(t.find(t.key('web2', 4242))), '2001:db8::1');
+  assert.equal(t.address(t.find(t.key(null, 4242))), '192.0.2.1');
   assert.equal(t.find(t.key('web3', 4242)), -1);
   t.counted[a] = 3;
   t.setAddress(a, '198.51.100.9');
-  assert.equal(t.addresses[t.find(t.key('web1', 4242))], '198.51.100.9');
+  assert.equal(t.address(t.find(t.key('web1', 4242))), '198.51.100.9');
   assert.equal(t.counted[a], 3, 'the filter decides what a new peer resets');
 });
 
@@ -31,7 +32,7 @@ test('behaves like a Map with the same eviction (stale first, then the older hal
     const host = ['a', 'b', null][rand(3)]!;
     const pid = 100 + rand(60);
     const id = `${host}/${pid}`;
-    const address = `10.0.0.${rand(5)}`;
+    const address = ['10.0.0.1', '10.0.0.2', '2001:db8::1', '2001:db8:0:1::1', '::'][rand(5)]!;
     const slot = t.find(t.key(host, pid));
     const m = model.get(id);
     assert.equal(slot === -1, m === undefined, `step ${step}: ${id} present in one only`);
@@ -48,7 +49,8 @@ test('behaves like a Map with the same eviction (stale first, then the older hal
       assert.equal(t.counted[s], 0, 'a reused slot starts with zero tallies');
       t.counted[s] = 0;
     } else {
-      assert.equal(t.addresses[slot], m.address);
+      assert.equal(t.address(slot), m.address);
+      assert.ok(t.serves(slot, m.address) && !t.serves(slot, '10.0.0.99'));
       assert.equal(t.times[slot], m.time);
       assert.equal(t.counted[slot], m.counted);
       t.setAddress(slot, address);

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { SCHEMA_VERSION, Store } from '../../src/state/store.js';
+import { FailureRows, SCHEMA_VERSION, Store } from '../../src/state/store.js';
 import type { Decision } from '../../src/core/types.js';
 
 const ban = (target: string, time: number, until: number | null, jail = 'sshd'): Decision =>
@@ -16,7 +16,7 @@ test('bans, failures and positions survive reopening; one ban per jail and targe
     let s = Store.open(dir);
     s.commit({
       checkpoints: [{ key: 'file:/x', value: '{"offset":10}' }],
-      failuresAdded: [{ id: 1, jail: 'sshd', address: '192.0.2.1', time: 1000, line: 'l1' }],
+      failuresAdded: FailureRows.of([{ id: 1, jail: 'sshd', address: '192.0.2.1', time: 1000, line: 'l1' }]),
       bans: [ban('198.51.100.1', 2000, 5000), ban('2001:db8::1', 2000, null)],
     });
     s.commit({ bans: [ban('198.51.100.1', 3000, 9000)] });
@@ -49,7 +49,7 @@ test('a failed commit writes nothing of the batch', () => {
   assert.throws(() => s.commit({
     checkpoints: [{ key: 'k', value: 'v' }],
     // A NULL line violates NOT NULL after the position row was prepared in the same transaction.
-    failuresAdded: [{ id: 1, jail: 'j', address: 'a', time: 1, line: null as unknown as string }],
+    failuresAdded: FailureRows.of([{ id: 1, jail: 'j', address: 'a', time: 1, line: null as unknown as string }]),
   }), /cannot write to the state database .* nothing from this batch was saved/);
   assert.equal(s.getPosition('k'), undefined);
   s.close();
@@ -74,12 +74,12 @@ test('many failures in one commit are all kept, in order; those consumed in the 
   try {
     const store = Store.open(dir);
     const row = (address: string, i: number) => ({ id: i + 1, jail: 'sshd', address, time: 1000 + i, line: `line ${i} from ${address}` });
-    store.commit({ failuresAdded: [row('198.51.100.1', 0), row('198.51.100.2', 1)] });
+    store.commit({ failuresAdded: FailureRows.of([row('198.51.100.1', 0), row('198.51.100.2', 1)]) });
     // 200 rows: several multi-row statements and a remainder; .2 is banned in this commit (one of its failures was written before), .3 too.
     const added = Array.from({ length: 200 }, (_, i) => row(['198.51.100.2', '198.51.100.3', '198.51.100.4', '2001:db8::5'][i % 4]!, 2 + i));
     const banned = (f: { address: string }) => f.address === '198.51.100.2' || f.address === '198.51.100.3';
     store.commit({
-      failuresAdded: added, failuresConsumed: [2, ...added.filter(banned).map((f) => f.id)],
+      failuresAdded: FailureRows.of(added), failuresConsumed: [2, ...added.filter(banned).map((f) => f.id)],
       failuresCleared: [{ jail: 'sshd', address: '198.51.100.2', before: 1000 + 196 }, { jail: 'sshd', address: '198.51.100.3', before: 1000 + 197 }],
     });
     const expected = [row('198.51.100.1', 0), ...added.filter((f) => !banned(f))];
@@ -96,8 +96,8 @@ test('many failures in one commit are all kept, in order; those consumed in the 
 test('a cleared address stops counting up to its time, in its jail only: not restored, later failures are', () => {
   const store = Store.open(':memory:');
   const row = (id: number, jail: string, time: number) => ({ id, jail, address: '198.51.100.7', time, line: `line ${id}` });
-  store.commit({ failuresAdded: [row(1, 'sshd', 1000), row(2, 'sshd', 2000), row(3, 'dovecot', 2000)] });
-  store.commit({ failuresCleared: [{ jail: 'sshd', address: '198.51.100.7', before: 2000 }], failuresAdded: [row(4, 'sshd', 3000)] });
+  store.commit({ failuresAdded: FailureRows.of([row(1, 'sshd', 1000), row(2, 'sshd', 2000), row(3, 'dovecot', 2000)]) });
+  store.commit({ failuresCleared: [{ jail: 'sshd', address: '198.51.100.7', before: 2000 }], failuresAdded: FailureRows.of([row(4, 'sshd', 3000)]) });
   assert.deepEqual(store.failuresSince(0).map((f) => f.id), [3, 4]);
   // Lines are still there for evidence until pruned; pruning drops the tombstone with them.
   assert.deepEqual(store.failureLines([2, 1]), new Map([[2, 'line 2'], [1, 'line 1']]));
