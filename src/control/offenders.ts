@@ -1,3 +1,5 @@
+import { ownCopy } from '../core/address.js';
+
 /**
  * The addresses with the most failures and bans over the last day, for the
  * dashboard's top offenders, at a bounded size and a constant cost per event.
@@ -79,8 +81,10 @@ export class OffenderTable {
       if (this.addresses.length < this.capacity) slot = this.addresses.length;
       else if (admit || (this.random() & (ADMISSION - 1)) === 0) slot = this.evict(now);
       else return -1;
-      this.slotOf.set(address, slot);
-      this.addresses[slot] = address;
+      // A copy: kept for a day, the address must not keep its log line alive.
+      const own = ownCopy(address);
+      this.slotOf.set(own, slot);
+      this.addresses[slot] = own;
       this.jails[slot] = [];
       this.failures[slot] = 0;
       this.bans[slot] = 0;

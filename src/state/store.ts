@@ -253,12 +253,8 @@ export class Store {
     const gone = new Set(consumed);
     const { ids, jails, addresses, times, lines } = added;
     const params: Array<string | number> = [];
-    let i = 0;
-    const next = (): number => {
-      while (i < ids.length && gone.has(ids[i]!)) i++;
-      return i < ids.length ? i++ : -1;
-    };
-    for (let r = next(); r >= 0; r = next()) {
+    for (let r = 0; r < ids.length; r++) {
+      if (gone.has(ids[r]!)) continue;
       params.push(ids[r]!, jails[r]!, addresses[r]!, times[r]!, lines[r]!);
       if (params.length === 5 * FAILURES_PER_INSERT) {
         this.stmts.addFailures.run(params);
