@@ -3,6 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CommandFailedError } from '../enforcers/command-runner.js';
+import { NftSession } from '../enforcers/nft-session.js';
 
 /**
  * The real daemon inside a throwaway network namespace, for the kernel benches
@@ -80,6 +82,32 @@ export class BenchNamespace {
     // Give nft monitor time to subscribe before anything is measured.
     await new Promise((r) => setTimeout(r, 300));
     return monitor;
+  }
+
+  /**
+   * Resolves with the time (performance.now()) `address` was first seen in one of
+   * our sets, asking a waiting `nft -i` every `intervalMs` (a single-element get,
+   * no fork; `nft monitor` printing a burst of 100,000 additions lags behind the
+   * kernel by most of a second and takes a core from the daemon).
+   */
+  async waitForElement(set: string, address: string, timeoutMs: number, intervalMs = 5): Promise<number> {
+    const session = new NftSession({ netns: this.name });
+    const deadline = performance.now() + timeoutMs;
+    try {
+      for (;;) {
+        const asked = performance.now();
+        try {
+          await session.run([`get element inet portcullis ${set} { ${address} }`]);
+          return asked;
+        } catch (err) {
+          if (!(err instanceof CommandFailedError)) throw err;
+        }
+        if (performance.now() > deadline) throw new Error(`${address} not in set ${set} within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, intervalMs));
+      }
+    } finally {
+      session.close();
+    }
   }
 
   /** Elements of one of our sets, counted from `nft list set` text (cheaper than JSON for a million). */

@@ -122,6 +122,28 @@ describe('nftables enforcer inside network namespaces', () => {
     assert.ok(Math.abs((element as { elem: { timeout: number } }).elem.timeout - 7200) <= 2);
   });
 
+  it('a re-ban sets the new end, shorter, longer or permanent, whether or not the kernel updates timeouts on add', async () => {
+    const legacy = new NftablesEnforcer({ netns: topo.ns.server, reAddSetsTimeout: false });
+    await legacy.setup(JAILS);
+    // The probe leaves nothing behind: setup again finds only our own sets.
+    assert.ok(!(await topo.exec('server', 'nft', ['list', 'table', 'inet', 'portcullis'])).stdout.includes('timeout_probe'));
+    const timeoutOf = async (address: string): Promise<number | null> => {
+      const found = (await setElements('sshd_v4')).find((e) => (typeof e === 'string' ? e : (e as { elem: { val: string } }).elem.val) === address);
+      assert.ok(found !== undefined, `${address} is in the set`);
+      return typeof found === 'string' ? null : (found as { elem: { timeout: number } }).elem.timeout;
+    };
+    for (const [enforcer, address] of [[nft, '192.0.2.91'], [legacy, '192.0.2.92']] as const) {
+      for (const [until, seconds] of [[Date.now() + 7_200_000, 7200], [Date.now() + 600_000, 600], [null, null], [Date.now() + 1_800_000, 1800]] as const) {
+        await enforcer.apply({ ban: [{ target: address, jail: 'sshd', until }], unban: [] });
+        const timeout = await timeoutOf(address);
+        if (seconds === null) assert.equal(timeout, null, `${address} permanent`);
+        else assert.ok(timeout !== null && Math.abs(timeout - seconds) <= 2, `${address}: timeout ${timeout}, wanted ${seconds}`);
+      }
+      await enforcer.apply({ ban: [], unban: [{ target: address, jail: 'sshd', until: null }] });
+    }
+    legacy.close();
+  });
+
   it('folds a network nested in a banned network into the outer one', async () => {
     await nft.apply({ ban: [{ target: '10.0.0.0/16', jail: 'sshd', until: inAnHour() }], unban: [] });
     await nft.apply({ ban: [{ target: '10.0.5.0/24', jail: 'sshd', until: null }], unban: [] });
@@ -225,5 +247,30 @@ describe('nftables enforcer without nft', () => {
     } finally {
       process.env.PATH = savedPath;
     }
+  });
+});
+
+describe('nftables enforcer on a kernel that keeps an element\'s timeout on add', () => {
+  /** Answers like nft on Linux before 6.10: the re-added probe elements keep their first timeout. */
+  class OldKernelNft implements CommandRunner {
+    readonly scripts: string[] = [];
+    async run(_command: string, args: readonly string[], options?: RunOptions) {
+      if (args[0] === '-f') this.scripts.push(options?.input ?? '');
+      const probeListing = { nftables: [{ set: { name: 'timeout_probe', elem: ['192.0.2.1', '192.0.2.2'].map((val) => ({ elem: { val, timeout: 3600, expires: 3599 } })) } }] };
+      const stdout = args.includes('timeout_probe') ? JSON.stringify(probeListing) : args[0] === '-j' ? '{"nftables":[]}' : '';
+      return { exitCode: 0, stdout, stderr: '' };
+    }
+  }
+
+  it('finds out at setup and re-bans with a delete before the add', async () => {
+    const runner = new OldKernelNft();
+    const nft = new NftablesEnforcer({ runner });
+    await nft.setup(JAILS);
+    assert.match(runner.scripts.at(-1)!, /^delete set inet portcullis timeout_probe$/m, 'the probe set is removed');
+    runner.scripts.length = 0;
+    await nft.apply({ ban: [{ target: '198.51.100.7', jail: 'openvpn', until: Date.now() + 60_000 }], unban: [] });
+    assert.deepEqual(runner.scripts[0]!.trim().split('\n').map((l) => l.replace(/ \{.*/, '')), [
+      'add element inet portcullis openvpn_v4', 'delete element inet portcullis openvpn_v4', 'add element inet portcullis openvpn_v4',
+    ]);
   });
 });
