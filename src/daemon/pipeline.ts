@@ -317,8 +317,15 @@ export class Pipeline {
     }
     if (this.failureLog !== null) {
       // The banned address's failures stop counting; those of this batch need not be written at all.
-      for (const id of trip.evidence) this.out.failuresConsumed.push(id as number);
-      this.out.failuresCleared.push({ jail: jail.config.name, address, before: ev.time });
+      // Those already on disk are cleared by a tombstone. None are when every one counted is of this
+      // batch: older ones are out of the window and could never count with newer ones again, unless
+      // the jail's long window (hours) remembers them, so it always gets the tombstone.
+      let onDisk = jail.longWindow !== null;
+      for (const id of trip.evidence) {
+        this.out.failuresConsumed.push(id as number);
+        if ((id as number) < this.batchFirstId) onDisk = true;
+      }
+      if (onDisk) this.out.failuresCleared.push({ jail: jail.config.name, address, before: ev.time });
     }
     jail.longWindow?.forget(address);
     const { config } = jail;

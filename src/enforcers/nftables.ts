@@ -154,16 +154,17 @@ export class NftablesEnforcer implements Enforcer {
   /** `absent`: the bans are known to be missing from the kernel (reconcile just listed it), so a plain add does. */
   private async applyChanges(changes: EnforcerChanges, absent: boolean): Promise<void> {
     const now = this.now();
-    const banned = new Set(changes.ban.map(banKey));
+    for (const e of changes.ban) this.spec(e.jail);
+    for (const e of changes.unban) this.spec(e.jail);
     // A target both banned and unbanned in one batch ends up banned.
-    const unbans = changes.unban.filter((e) => !banned.has(banKey(e))).map((e) => ({ ...e, net: banNetwork(e) }));
-    const bans = changes.ban
-      .map((e) => ({ ...e, net: banNetwork(e) }))
-      .filter((e) => secondsLeft(e.until, now) !== 0);
-    for (const e of [...unbans, ...bans]) this.spec(e.jail);
+    const banned = changes.unban.length > 0 ? new Set(changes.ban.map(banKey)) : null;
+    const unbans: Planned[] = [];
+    for (const e of changes.unban) if (!banned!.has(banKey(e))) unbans.push(planned(e));
+    const bans: Planned[] = [];
+    for (const e of changes.ban) if (secondsLeft(e.until, now) !== 0) bans.push(planned(e));
     if (bans.length === 0 && unbans.length === 0) return;
 
-    const touchesNets = [...bans, ...unbans].some((e) => !isHost(e.net));
+    const touchesNets = bans.some((e) => e.net !== null) || unbans.some((e) => e.net !== null);
     for (let attempt = 1; ; attempt++) {
       const script = await this.changeScript(bans, unbans, now, absent);
       try {
@@ -246,22 +247,25 @@ export class NftablesEnforcer implements Enforcer {
     return spec;
   }
 
-  private async changeScript(
-    bans: readonly (BanEntry & { net: Network })[],
-    unbans: readonly (BanEntry & { net: Network })[],
-    now: number,
-    absent: boolean,
-  ): Promise<Statement[]> {
+  private async changeScript(bans: readonly Planned[], unbans: readonly Planned[], now: number, absent: boolean): Promise<Statement[]> {
     const script: Statement[] = [];
-    const groups = new Map<string, { jail: string; family: Family; hostBans: SetElement[]; hostUnbans: Network[]; netBans: SetElement[]; netUnbans: Network[] }>();
+    const groups = new Map<string, { jail: string; family: Family; hostBans: Planned[]; hostUnbans: string[]; netBans: SetElement[]; netUnbans: Network[] }>();
     const group = (jail: string, family: Family) => {
       const key = `${jail}/${family}`;
       let g = groups.get(key);
       if (!g) groups.set(key, (g = { jail, family, hostBans: [], hostUnbans: [], netBans: [], netUnbans: [] }));
       return g;
     };
-    for (const b of bans) (isHost(b.net) ? group(b.jail, b.net.family).hostBans : group(b.jail, b.net.family).netBans).push({ net: b.net, until: b.until });
-    for (const u of unbans) (isHost(u.net) ? group(u.jail, u.net.family).hostUnbans : group(u.jail, u.net.family).netUnbans).push(u.net);
+    for (const b of bans) {
+      const g = group(b.jail, b.family);
+      if (b.net === null) g.hostBans.push(b);
+      else g.netBans.push({ net: b.net, until: b.until });
+    }
+    for (const u of unbans) {
+      const g = group(u.jail, u.family);
+      if (u.net === null) g.hostUnbans.push(u.text);
+      else g.netUnbans.push(u.net);
+    }
 
     for (const g of groups.values()) {
       const hosts = setName(g.jail, g.family, '');
@@ -269,12 +273,9 @@ export class NftablesEnforcer implements Enforcer {
       // element would fail the whole transaction). On kernels where `add` keeps an
       // element's old timeout, bans are deleted before the final add too. Elements
       // known to be absent need neither (a million restored at start: a third of the work).
-      const touched = absent || this.reAddSetsTimeout ? g.hostUnbans : [...g.hostUnbans, ...g.hostBans.map((b) => b.net)];
-      if (touched.length > 0) {
-        script.push(elements('add', hosts, touched.map((n) => formatNetwork(n))));
-        script.push(elements('delete', hosts, touched.map((n) => formatNetwork(n))));
-      }
-      if (g.hostBans.length > 0) script.push(elements('add', hosts, g.hostBans.map((b) => elementText(b, now))));
+      const touched = absent || this.reAddSetsTimeout ? g.hostUnbans : [...g.hostUnbans, ...g.hostBans.map((b) => b.text)];
+      if (touched.length > 0) script.push(elements('add', hosts, touched), elements('delete', hosts, touched));
+      if (g.hostBans.length > 0) script.push(elements('add', hosts, g.hostBans.map((b) => withTimeout(b.text, b.until, now))));
 
       if (g.netBans.length > 0 || g.netUnbans.length > 0) {
         const name = setName(g.jail, g.family, '_net');
@@ -292,7 +293,7 @@ export class NftablesEnforcer implements Enforcer {
         const inNets = g.netUnbans.length > 0
           ? (await this.listSet(hot, now)).filter((h) => g.netUnbans.some((u) => networkCovers(u, h.net))).map((h) => h.net)
           : [];
-        const forget = [...g.hostUnbans, ...inNets].map((n) => formatNetwork(n));
+        const forget = [...g.hostUnbans, ...inNets.map((n) => formatNetwork(n))];
         if (forget.length > 0) script.push(elements('add', hot, forget), elements('delete', hot, forget));
       }
     }
@@ -601,8 +602,35 @@ function withoutNestedNets(wanted: readonly BanEntry[]): BanEntry[] {
 }
 
 function elementText(e: SetElement, now: number): string {
-  const seconds = secondsLeft(e.until, now);
-  return seconds === null ? formatNetwork(e.net) : `${formatNetwork(e.net)} timeout ${seconds}s`;
+  return withTimeout(formatNetwork(e.net), e.until, now);
+}
+
+function withTimeout(text: string, until: number | null, now: number): string {
+  const seconds = secondsLeft(until, now);
+  return seconds === null ? text : `${text} timeout ${seconds}s`;
+}
+
+/**
+ * A change as the script needs it. A host is only its canonical text, and a
+ * dotted quad already is one: a burst of 100,000 bans skips parsing each address
+ * into a number and printing it back.
+ */
+interface Planned {
+  target: string;
+  jail: string;
+  until: number | null;
+  family: Family;
+  text: string;
+  /** null for a single address. */
+  net: Network | null;
+}
+
+const CANONICAL_IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+function planned(e: BanEntry): Planned {
+  if (CANONICAL_IPV4.test(e.target)) return { target: e.target, jail: e.jail, until: e.until, family: 4, text: e.target, net: null };
+  const net = banNetwork(e);
+  return { target: e.target, jail: e.jail, until: e.until, family: net.family, text: formatNetwork(net), net: isHost(net) ? null : net };
 }
 
 function elements(verb: 'add' | 'delete', set: string, items: readonly string[]): Statement {

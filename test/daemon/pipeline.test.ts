@@ -167,6 +167,31 @@ test('with a failure log, a ban\'s evidence is read back by id once per batch, i
   assert.deepEqual(asked, [[10, 12, 14, 11, 13]]);
 });
 
+test('a ban writes a tombstone only for failures already on disk, or when its jail has a long window', () => {
+  const tombstones = (yaml: string, batches: string[][]): string[] => {
+    const config = configFromFiles([{ file: 't.yaml', text: yaml }]);
+    const p = new Pipeline({
+      jails: config.jails.filter((j) => j.enabled), globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false,
+      failureLog: { nextId: 1, lines: () => new Map() },
+    });
+    p.addRoute('r', ['sshd']);
+    const parser = new EnvelopeParser({ now: () => NOW });
+    return batches.flatMap((lines) => {
+      for (const l of lines) p.process(parser.parse(l, 't'), 'r');
+      return p.take().failuresCleared.map((c) => c.address);
+    });
+  };
+  const a = '198.51.100.7';
+  const b = '203.0.113.9';
+  const plain = 'jails:\n  sshd: { maxretry: 2, findtime: 10m }\n';
+  // a: both failures in one batch, never written, nothing to clear. b: its first failure was committed alone.
+  assert.deepEqual(tombstones(plain, [[fail('10:00:00', b)], [fail('10:00:01', a), fail('10:00:02', a), fail('10:00:03', b)]]), [b]);
+  // An old failure of a, out of the window, stays on disk without harm: it cannot count with later ones.
+  assert.deepEqual(tombstones(plain, [[fail('09:00:00', a)], [fail('10:00:01', a), fail('10:00:02', a)]]), []);
+  // A long window remembers the old failure for hours: its ban clears it.
+  assert.deepEqual(tombstones('jails:\n  sshd: { maxretry: 2, findtime: 10m, slow: { window: 1d, maxretry: 10 } }\n', [[fail('09:00:00', a)], [fail('10:00:01', a), fail('10:00:02', a)]]), [a]);
+});
+
 test('failures that ended in a ban do not count again after a restart, once the ban is over; pending ones do', () => {
   const config = configFromFiles([{ file: 't.yaml', text: 'jails:\n  sshd: { maxretry: 3, findtime: 1h, bantime: 10m }\n' }]);
   const jails = config.jails.filter((j) => j.enabled);

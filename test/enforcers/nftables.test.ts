@@ -144,6 +144,20 @@ describe('nftables enforcer inside network namespaces', () => {
     legacy.close();
   });
 
+  it('writes every target in its canonical form, in the set of its family', async () => {
+    const odd = [
+      { target: '::ffff:198.51.100.61', jail: 'sshd', until: null },
+      { target: '2001:DB8:0:0::0:61', jail: 'sshd', until: null },
+      { target: '198.51.100.62', jail: 'sshd', until: null },
+    ];
+    await nft.apply({ ban: odd, unban: [] });
+    assert.ok((await setElements('sshd_v4')).includes('198.51.100.61'));
+    assert.ok((await setElements('sshd_v6')).includes('2001:db8::61'));
+    await nft.apply({ ban: [], unban: odd });
+    const left = [...(await setElements('sshd_v4')), ...(await setElements('sshd_v6'))];
+    assert.ok(!left.some((e) => ['198.51.100.61', '198.51.100.62', '2001:db8::61'].includes(e as string)), JSON.stringify(left));
+  });
+
   it('folds a network nested in a banned network into the outer one', async () => {
     await nft.apply({ ban: [{ target: '10.0.0.0/16', jail: 'sshd', until: inAnHour() }], unban: [] });
     await nft.apply({ ban: [{ target: '10.0.5.0/24', jail: 'sshd', until: null }], unban: [] });
