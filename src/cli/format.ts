@@ -1,3 +1,4 @@
+import type { Decision } from '../core/types.js';
 import type { Explanation, StatusReport } from '../daemon/daemon.js';
 import type { DefenceExplanation, DefenceStatus } from '../daemon/pipeline.js';
 
@@ -110,4 +111,14 @@ function defenceExplanation(d: DefenceExplanation, banCount: number): string[] {
   }
   if (d.recidiveBans) out.push(`${at} ${d.recidiveBans} ban(s) counted towards a recidive ban`);
   return out;
+}
+
+/** A decision as the control socket and `replay --json` give it. */
+export function decisionJson(d: Decision): { action: string; target: string; jail: string; time: string; until: string | null; reason: string } {
+  return { action: d.action, target: d.target, jail: d.jail, time: iso(d.time), until: d.until === null ? null : iso(d.until), reason: d.reason };
+}
+
+/** A decision as one line of `replay` output. */
+export function formatDecision(d: Decision): string {
+  return `${iso(d.time)} ${d.action.padEnd(5)} ${d.target.padEnd(18)} [${d.jail}]${d.action === 'ban' ? ` until ${d.until === null ? 'forever' : iso(d.until)}` : ''} — ${d.reason}`;
 }

@@ -2,27 +2,16 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import cliProgress from 'cli-progress';
 import { DEFAULT_CONFIG_PATH, loadConfig, replayDefaults, type Config } from '../config/load.js';
 import { parseBantime } from '../core/duration.js';
 import { PortcullisError, UsageError } from '../core/errors.js';
-import { createLogger } from '../core/log.js';
-import type { Decision } from '../core/types.js';
 import { callDaemon, callDaemonRaw, streamDaemonResult } from '../control/client.js';
-import { ControlServer, JsonPieces } from '../control/server.js';
-import { HttpServer } from '../control/http.js';
-import { EmailNotifier } from '../notifiers/email.js';
-import { closeNotifiers, connectNotifiers, type Notifier } from '../notifiers/notifier.js';
-import { WebhookNotifier } from '../notifiers/webhook.js';
-import { Daemon, type Explanation, type StatusReport } from '../daemon/daemon.js';
-import { firewallSpec } from '../enforcers/index.js';
-import { pfRules } from '../enforcers/pf.js';
-import { replay } from './replay.js';
-import { resolveFilter, testFilter } from './test-filter.js';
-import { configFromFail2ban, importFail2ban } from '../fail2ban/import.js';
-import { Fail2banFilter } from '../fail2ban/fail2ban-filter.js';
-import { formatFail2banSummary } from '../fail2ban/regex-report.js';
-import { formatBanned, formatExplanation, formatStatus } from './format.js';
+import type { Explanation, StatusReport } from '../daemon/daemon.js';
+import { decisionJson, formatBanned, formatDecision, formatExplanation, formatStatus } from './format.js';
+import type { RunOptions } from './run.js';
+
+// Commands import what only they need when they run: `status` or `banned` start in a
+// fraction of the time it takes to load the daemon, the fail2ban reader or the enforcers.
 
 const program = new Command('portcullis')
   .description('Intrusion prevention: follows service logs, detects brute force and floods, bans offenders in the kernel firewall.')
@@ -47,82 +36,7 @@ program
   .option('--flush-on-exit', 'remove the bans from the firewall when stopping (default: they stay, and are reconciled at start)')
   .option('--fail2ban-config <dir>', 'run on the jails of a fail2ban configuration directory (e.g. /etc/fail2ban), as import-fail2ban converts them; --config files apply on top')
   .option('--accept-unknown-actions', 'with --fail2ban-config: load jails whose fail2ban actions have no equivalent, with the default enforcer')
-  .action(async (opts: { config: string; dryRun?: boolean; stdin?: boolean; flushOnExit?: boolean; fail2banConfig?: string; acceptUnknownActions?: boolean }) => {
-    const log = createLogger();
-    const config = opts.fail2banConfig ? fail2banRunConfig(opts.fail2banConfig, opts.config, opts.acceptUnknownActions ?? false, log) : loadConfig(opts.config);
-    if (config.files.length === 0) log.info(`no ${opts.config}: running on the embedded defaults (sshd jail)`);
-    const daemon = new Daemon(config, { log, dryRun: opts.dryRun ?? false, stdin: opts.stdin ?? false, flushOnExit: opts.flushOnExit ?? false });
-    const control = new ControlServer(config.controlSocket, (req) => handleControl(daemon, req.cmd, req.args ?? {}), log);
-    const http = new HttpServer(daemon, config, log);
-    const notifiers: Notifier[] = [
-      ...(config.notify.email ? [new EmailNotifier(config.notify.email, log)] : []),
-      ...config.notify.webhooks.map((w) => new WebhookNotifier(w, log)),
-    ];
-    connectNotifiers(daemon, notifiers);
-    await control.listen();
-    await http.listen();
-    await daemon.start();
-    log.info(`control socket ${config.controlSocket}`);
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      const stop = (signal: string): void => {
-        if (stopping) return;
-        stopping = true;
-        log.info(`${signal}: stopping`);
-        void control.close().then(() => http.close()).then(() => daemon.stop()).then(() => closeNotifiers(notifiers, log)).then(resolve);
-      };
-      process.on('SIGTERM', () => stop('SIGTERM'));
-      process.on('SIGINT', () => stop('SIGINT'));
-    });
-  });
-
-/**
- * Every active ban, oldest first, as `{target, jail, time, until, reason, origin}`: serialised by
- * SQLite row by row (for a million bans, much faster than objects through JSON.stringify).
- */
-function bannedJson(daemon: Daemon): JsonPieces {
-  const pieces: string[] = ['['];
-  let piece = '';
-  let first = true;
-  for (const ban of daemon.store.iterateActiveJson()) {
-    piece += first ? ban : `,${ban}`;
-    first = false;
-    if (piece.length > 1 << 20) {
-      pieces.push(piece);
-      piece = '';
-    }
-  }
-  pieces.push(piece, ']');
-  return new JsonPieces(pieces);
-}
-
-async function handleControl(daemon: Daemon, cmd: string, args: Record<string, unknown>): Promise<unknown> {
-  switch (cmd) {
-    case 'status':
-      return daemon.status();
-    case 'banned':
-      return bannedJson(daemon);
-    case 'explain':
-      return daemon.explain(String(args.address));
-    case 'ban': {
-      const d = daemon.ban(String(args.target), (args.jail as string | undefined) ?? null, args.for === undefined ? undefined : (args.for as number | null), 'cli');
-      await daemon.settled();
-      return decisionJson(d);
-    }
-    case 'unban': {
-      const made = daemon.unban((args.target as string | null) ?? null, (args.jail as string | undefined) ?? null, 'cli');
-      await daemon.settled();
-      return made.map(decisionJson);
-    }
-    case 'sources':
-      return daemon.sourceStatus();
-    case 'ping':
-      // The socket answers during a long start (restoring bans) too; `pong` means the sources are open.
-      return daemon.running ? 'pong' : 'starting';
-    default:
-      throw new UsageError(`unknown control command "${cmd}"`);
-  }
-}
+  .action(async (opts: RunOptions) => (await import('./run.js')).runDaemon(opts));
 
 program
   .command('import-fail2ban')
@@ -130,7 +44,8 @@ program
   .argument('[dir]', 'fail2ban configuration directory', '/etc/fail2ban')
   .option('--out <dir>', 'write portcullis.yaml there (default: print it)')
   .option('--accept-unknown-actions', 'keep jails whose fail2ban actions have no equivalent, with the default enforcer')
-  .action((dir: string, opts: { out?: string; acceptUnknownActions?: boolean }) => {
+  .action(async (dir: string, opts: { out?: string; acceptUnknownActions?: boolean }) => {
+    const { importFail2ban } = await import('../fail2ban/import.js');
     const result = importFail2ban(dir, { acceptUnknownActions: opts.acceptUnknownActions ?? false });
     if (opts.out) {
       mkdirSync(opts.out, { recursive: true });
@@ -143,13 +58,6 @@ program
     process.stderr.write(`imported ${enabled.length} enabled jail(s): ${enabled.join(', ') || 'none'}\n`);
     if (result.report.length) process.stderr.write(`not carried over:\n${result.report.map((r) => `  ${r}`).join('\n')}\n`);
   });
-
-function fail2banRunConfig(dir: string, configPath: string, acceptUnknownActions: boolean, log: { info(message: string): void }): Config {
-  const own = existsSync(configPath) ? [{ file: configPath, text: readFileSync(configPath, 'utf8') }] : [];
-  const { config, report } = configFromFail2ban(dir, own, { acceptUnknownActions });
-  for (const r of report) log.info(`fail2ban import: ${r}`);
-  return config;
-}
 
 program
   .command('check')
@@ -165,7 +73,8 @@ program
   .command('print-pf-rules')
   .description('print the pf.conf lines (a table and a block rule per enabled jail) that the pf enforcer fills')
   .addOption(configOption())
-  .action((opts: { config: string }) => {
+  .action(async (opts: { config: string }) => {
+    const [{ pfRules }, { firewallSpec }] = await Promise.all([import('../enforcers/pf.js'), import('../enforcers/index.js')]);
     const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
     process.stdout.write(pfRules(config.jails.filter((j) => j.enabled).map(firewallSpec)));
   });
@@ -254,6 +163,9 @@ program
   .option('--json', 'one JSON object per matched line')
   .option('--program <name...>', 'extra syslog program names to offer to the filter')
   .action(async (name: string, file: string, opts: { json?: boolean; program?: string[] }) => {
+    const [{ resolveFilter, testFilter }, { Fail2banFilter }, { formatFail2banSummary }] = await Promise.all([
+      import('./test-filter.js'), import('../fail2ban/fail2ban-filter.js'), import('../fail2ban/regex-report.js'),
+    ]);
     const filter = resolveFilter(name);
     const out: string[] = [];
     const report = await testFilter(filter, file, {
@@ -288,6 +200,7 @@ program
   .option('-c, --config <file>', 'configuration (default: every built-in jail enabled with default thresholds)')
   .option('--json', 'one JSON decision per line')
   .action(async (files: string[], opts: { config?: string; json?: boolean }) => {
+    const [{ replay }, { default: cliProgress }] = await Promise.all([import('./replay.js'), import('cli-progress')]);
     const config: Config = opts.config ? loadConfig(opts.config, { requireFile: true }) : replayDefaults();
     const total = files.filter((f) => f !== '-' && existsSync(f)).reduce((n, f) => n + statSize(f), 0);
     const bar = process.stderr.isTTY && total > 8 << 20
@@ -312,18 +225,6 @@ program
 
 function statSize(f: string): number {
   try { return statSync(f).size; } catch { return 0; }
-}
-
-function iso(ms: number): string {
-  return new Date(ms).toISOString();
-}
-
-function decisionJson(d: Decision): { action: string; target: string; jail: string; time: string; until: string | null; reason: string } {
-  return { action: d.action, target: d.target, jail: d.jail, time: iso(d.time), until: d.until === null ? null : iso(d.until), reason: d.reason };
-}
-
-function formatDecision(d: Decision): string {
-  return `${iso(d.time)} ${d.action.padEnd(5)} ${d.target.padEnd(18)} [${d.jail}]${d.action === 'ban' ? ` until ${d.until === null ? 'forever' : iso(d.until)}` : ''} — ${d.reason}`;
 }
 
 async function main(): Promise<void> {

@@ -17,11 +17,12 @@ export interface ControlRequest {
 export type ControlResponse = { ok: true; result: unknown } | { ok: false; error: string; exitCode: number };
 
 /**
- * A result already serialised as JSON, in pieces: a listing of a million bans is
- * written piece by piece instead of as one 100 MB string built by JSON.stringify.
+ * A result already serialised as JSON, in pieces made as they are sent: a listing
+ * of a million bans goes out page by page instead of as one 160 MB string, and
+ * the daemon's other work goes on between pages.
  */
 export class JsonPieces {
-  constructor(readonly pieces: readonly string[]) {}
+  constructor(readonly pieces: Iterable<string | Buffer>) {}
 }
 
 export type ControlHandler = (req: ControlRequest) => unknown | Promise<unknown>;
@@ -72,7 +73,7 @@ export class ControlServer {
       const req = JSON.parse(text) as ControlRequest;
       if (typeof req?.cmd !== 'string') throw new PortcullisError('bad request: expected {"cmd": ...}', 2);
       const result = await this.handler(req);
-      if (result instanceof JsonPieces) return await writePieces(sock, ['{"ok":true,"result":', ...result.pieces, '}\n']);
+      if (result instanceof JsonPieces) return await writePieces(sock, result.pieces);
       response = { ok: true, result };
     } catch (e) {
       const err = e as Error;
@@ -91,11 +92,15 @@ export class ControlServer {
   }
 }
 
-async function writePieces(sock: Socket, pieces: readonly string[]): Promise<void> {
+async function writePieces(sock: Socket, pieces: Iterable<string | Buffer>): Promise<void> {
+  sock.write('{"ok":true,"result":');
   for (const piece of pieces) {
     if (sock.destroyed) return;
     if (!sock.write(piece)) await new Promise((resolve) => sock.once('drain', resolve).once('close', resolve));
+    // Let the pipeline run before the next piece is made.
+    await new Promise((resolve) => setImmediate(resolve));
   }
+  if (!sock.destroyed) sock.write('}\n');
 }
 
 function isAlive(path: string): Promise<boolean> {

@@ -1,0 +1,27 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { bannedJson } from '../../src/control/banned.js';
+import { Store } from '../../src/state/store.js';
+
+const T0 = 1_700_000_000_000;
+
+test('banned lists every active ban once, oldest first, as one JSON array whatever the page size', () => {
+  const store = Store.open(':memory:');
+  const bans = Array.from({ length: 7 }, (_, i) => ({
+    action: 'ban' as const, target: `198.51.100.${i}`, jail: i % 2 ? 'sshd' : 'postfix', time: T0 + (i % 3) * 1000, until: i === 4 ? null : T0 + 3_600_000, reason: `reason ${i}`, origin: 'test', evidence: [],
+  }));
+  store.commit({ bans });
+  store.commit({ unbans: [{ jail: 'sshd', target: '198.51.100.3', time: T0 + 5000, reason: 'lifted' }] });
+  const expected = bans.filter((b) => b.target !== '198.51.100.3')
+    .map((b, order) => ({ b, order }))
+    .sort((x, y) => x.b.time - y.b.time || x.order - y.order)
+    .map(({ b }) => ({ target: b.target, jail: b.jail, time: new Date(b.time).toISOString(), until: b.until === null ? null : new Date(b.until).toISOString(), reason: b.reason, origin: b.origin }));
+  for (const pageSize of [1, 2, 3, 6, 100]) {
+    const text = [...bannedJson(store, pageSize)].map((p) => p.toString()).join('');
+    assert.deepEqual(JSON.parse(text), expected, `pages of ${pageSize}`);
+  }
+  store.close();
+  const empty = Store.open(':memory:');
+  assert.equal([...bannedJson(empty)].join(''), '[]');
+  empty.close();
+});
