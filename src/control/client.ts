@@ -81,6 +81,11 @@ export function streamDaemonResult(socketPath: string, cmd: string, out: ResultS
       clearTimeout(timer);
       reject(unreachable(socketPath, e));
     });
+    // After a complete answer this changes nothing (the promise is settled).
+    sock.on('close', () => {
+      clearTimeout(timer);
+      reject(new PortcullisError(`the daemon at ${socketPath} closed the connection before the end of its answer (its log says why)`));
+    });
   });
 }
 

@@ -94,11 +94,17 @@ export class ControlServer {
 
 async function writePieces(sock: Socket, pieces: Iterable<string | Buffer>): Promise<void> {
   sock.write('{"ok":true,"result":');
-  for (const piece of pieces) {
-    if (sock.destroyed) return;
-    if (!sock.write(piece)) await new Promise((resolve) => sock.once('drain', resolve).once('close', resolve));
-    // Let the pipeline run before the next piece is made.
-    await new Promise((resolve) => setImmediate(resolve));
+  try {
+    for (const piece of pieces) {
+      if (sock.destroyed) return;
+      if (!sock.write(piece)) await new Promise((resolve) => sock.once('drain', resolve).once('close', resolve));
+      // Let the pipeline run before the next piece is made.
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } catch (err) {
+    // Half an answer is out: cut the connection rather than append an error to it.
+    sock.destroy();
+    throw err;
   }
   if (!sock.destroyed) sock.write('}\n');
 }

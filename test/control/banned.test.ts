@@ -1,6 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { bannedJson } from '../../src/control/banned.js';
+import { streamDaemonResult } from '../../src/control/client.js';
+import { ControlServer, JsonPieces } from '../../src/control/server.js';
+import { createLogger } from '../../src/core/log.js';
 import { Store } from '../../src/state/store.js';
 
 const T0 = 1_700_000_000_000;
@@ -24,4 +30,25 @@ test('banned lists every active ban once, oldest first, as one JSON array whatev
   const empty = Store.open(':memory:');
   assert.equal([...bannedJson(empty)].join(''), '[]');
   empty.close();
+});
+
+test('a listing that fails half-way cuts the connection, and the client says so at once instead of waiting', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-listing-'));
+  const logged: string[] = [];
+  const server = new ControlServer(join(dir, 'control.sock'), () => new JsonPieces((function* () {
+    yield '[{"target":"198.51.100.1"}';
+    throw new Error('database disk image is malformed');
+  })()), createLogger({ write: (l) => logged.push(l), timestamps: false }));
+  await server.listen();
+  try {
+    const received: string[] = [];
+    const sink = { write: (chunk: Buffer | string) => received.push(chunk.toString()) > 0, once: () => sink };
+    const started = Date.now();
+    await assert.rejects(streamDaemonResult(join(dir, 'control.sock'), 'banned', sink, {}, 10_000), /closed the connection before the end of its answer/);
+    assert.ok(Date.now() - started < 5000, 'not left to the timeout');
+    assert.match(logged.join('\n'), /malformed/);
+  } finally {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
