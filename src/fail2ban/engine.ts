@@ -72,6 +72,7 @@ export interface EngineStats {
 }
 
 const MLFID_CACHE_SIZE = 100;
+const NO_FAILURES: Failure[] = [];
 const MLFID_CACHE_SECONDS = 300;
 
 export class FailregexEngine {
@@ -133,6 +134,8 @@ export class FailregexEngine {
       if (r.t.required === null) return null;
       for (const l of r.t.required) literals.add(l);
     }
+    // The test runs on the line without the newline fail2ban appends.
+    if ([...literals].some((l) => l.includes('\n'))) return null;
     return new RegExp([...literals].map((l) => l.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
   }
 
@@ -178,36 +181,44 @@ export class FailregexEngine {
     let tuple: TupleLine;
     let date: number | null = null;
     let noDate = false;
-    const now = this.now() / 1000;
     if (known) {
       tuple = ['', known.timeText, line];
       date = known.time;
       this.lastTimeText = known.timeText;
       this.lastDate = date;
+      if (this.candidate !== null && !this.candidate.test(line)) return NO_FAILURES;
     } else {
       const dm = this.detector.find(line);
       if (dm) {
         const text = line.slice(dm.start, dm.end);
-        tuple = [line.slice(0, dm.start), text, line.slice(dm.end)];
+        const rest = line.slice(dm.end);
+        // Most lines cannot match: rule them out before building anything for them. The test
+        // sees what the regexes see: the line with its date cut out.
+        if (this.candidate !== null && !this.candidate.test(dm.start === 0 ? rest : line.slice(0, dm.start) + rest)) {
+          if (text && dm.time !== null) { this.lastTimeText = text; this.lastDate = dm.time; }
+          return NO_FAILURES;
+        }
+        tuple = [line.slice(0, dm.start), text, rest];
         if (text) {
           date = dm.time;
           if (date !== null) { this.lastTimeText = text; this.lastDate = date; }
-        } else if (this.lastDate !== null && this.lastDate > now - 60) {
+        } else if (this.lastDate !== null && this.lastDate > this.nowSeconds() - 60) {
           tuple = ['', this.lastTimeText, line];
           date = this.lastDate;
         } else {
-          date = now;
+          date = this.nowSeconds();
         }
       } else {
+        if (this.candidate !== null && !this.candidate.test(line)) return NO_FAILURES;
         tuple = ['', '', line];
       }
       if (date === null) {
         noDate = true;
-        if (this.lastDate !== null && this.lastDate > now - 60) {
+        if (this.lastDate !== null && this.lastDate > this.nowSeconds() - 60) {
           tuple = ['', this.lastTimeText, line];
           date = this.lastDate;
         } else if (this.undatedAsNow) {
-          date = now;
+          date = this.nowSeconds();
         }
       }
     }
@@ -217,6 +228,10 @@ export class FailregexEngine {
     if (this.ignoredCount !== ignoredBefore || (found.length && found.every((f) => f.data.nofail))) this.stats.ignoredLines++;
     else if (found.length) this.stats.matchedLines++;
     return found;
+  }
+
+  private nowSeconds(): number {
+    return this.now() / 1000;
   }
 
   private ignoredCount = 0;
@@ -232,18 +247,15 @@ export class FailregexEngine {
       orgBuffer = this.buffer = [tuple];
     }
     let buf: string | null = joinLines(orgBuffer);
-    // The test sees what the regexes see: the line with its date cut out.
-    if (this.candidate !== null && !this.candidate.test(buf)) return found;
     if (this.ignoresFirst()) {
       if (this.ignoreLine(buf, orgBuffer, null) !== null) return found;
     }
-    let preGroups: Record<string, string | undefined> = {};
+    let preGroups: Record<string, string | undefined> | null = null;
     if (this.prefregex) {
       const m = this.search(this.prefregex, buf, orgBuffer);
       if (!m) return found;
       preGroups = groupsOf(this.prefregex, m.match);
       const content = preGroups.content;
-      delete preGroups.content;
       if (content) {
         this.buffer = [['', '', content]];
         buf = null;
@@ -265,7 +277,7 @@ export class FailregexEngine {
         this.buffer = m.unmatched;
         buf = null;
       }
-      if (Object.keys(preGroups).length) fail = { ...preGroups, ...fail };
+      if (preGroups !== null) addPrefixGroups(fail, preGroups);
       const mlfid = fail.mlfid as string | undefined;
       if (mlfid !== undefined) {
         fail = this.mergeFailure(mlfid, fail, m.matched, date);
@@ -421,6 +433,11 @@ function groupsOf(c: CompiledRegex, m: RegExpExecArray): Record<string, string |
     (g as Record<string, unknown>)[target] = Array.isArray(t) ? [...t, v] : [t, v];
   }
   return g;
+}
+
+/** The prefregex's groups under the failregex's own (content excepted), as `{ ...pre, ...fail }` but without copying. */
+function addPrefixGroups(fail: FailData, pre: Record<string, string | undefined>): void {
+  for (const k in pre) if (k !== 'content' && !(k in fail)) fail[k] = pre[k];
 }
 
 function take(o: Record<string, unknown>, key: string): unknown {
