@@ -16,10 +16,14 @@ export interface EnvelopeOptions {
   now?: () => number;
 }
 
-const MONTHS: Record<string, number> = {
-  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
-};
-const WEEKDAYS = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun']);
+// Three-letter names by their packed character codes: no substring or hash lookup per line.
+const pack3 = (name: string): number => (name.charCodeAt(0) << 16) | (name.charCodeAt(1) << 8) | name.charCodeAt(2);
+const MONTHS = new Map(['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'].map((m, i) => [pack3(m), i]));
+const WEEKDAYS = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].map(pack3));
+
+function packedAt(s: string, i: number): number {
+  return (s.charCodeAt(i) << 16) | (s.charCodeAt(i + 1) << 8) | s.charCodeAt(i + 2);
+}
 
 export class EnvelopeParser {
   private readonly now: () => number;
@@ -135,11 +139,11 @@ export class EnvelopeParser {
   private parseWordDate(s: string, pos: number, line: LogLine): number {
     let i = pos;
     let ctime = false;
-    if (s.charCodeAt(i + 3) === 32 && WEEKDAYS.has(s.slice(i, i + 3))) {
+    if (s.charCodeAt(i + 3) === 32 && WEEKDAYS.has(packedAt(s, i))) {
       ctime = true;
       i += 4;
     }
-    const month = MONTHS[s.slice(i, i + 3)];
+    const month = MONTHS.get(packedAt(s, i));
     if (month === undefined || s.charCodeAt(i + 3) !== 32) return -1;
     i = skipSpaces(s, i + 4);
     let day = 0;
@@ -167,7 +171,7 @@ export class EnvelopeParser {
     }
     if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
     if (year < 0) {
-      const ref = this.now();
+      const ref = this.reference();
       if (ref < this.yearStart || ref >= this.yearEnd) {
         this.currentYear = new Date(ref).getFullYear();
         this.yearStart = new Date(this.currentYear, 0, 1).getTime();
@@ -217,6 +221,22 @@ export class EnvelopeParser {
     return true;
   }
 
+  private referenceMs = 0;
+  private referenceFresh = false;
+  /**
+   * "Now" for placing yearless dates, read once per synchronous run of lines:
+   * the clock costs as much as the rest of the date, and lines parsed in one
+   * run are at most milliseconds apart.
+   */
+  private reference(): number {
+    if (!this.referenceFresh) {
+      this.referenceMs = this.now();
+      this.referenceFresh = true;
+      queueMicrotask(() => { this.referenceFresh = false; });
+    }
+    return this.referenceMs;
+  }
+
   private localMinute(year: number, month: number, day: number, hh: number, mm: number): number {
     const key = (((year * 16 + month) * 32 + day) * 32 + hh) * 64 + mm;
     if (key !== this.minuteKey) {
@@ -245,9 +265,12 @@ export class EnvelopeParser {
     let tagEnd = end - 1;
     let pid: number | null = null;
     if (s.charCodeAt(tagEnd - 1) === 93 /* ] */) {
-      const open = s.lastIndexOf('[', tagEnd - 1);
-      if (open <= start || !isDigits(s, open + 1, tagEnd - 1)) return false;
-      pid = Number(s.slice(open + 1, tagEnd - 1));
+      // `[digits]` read backwards: the pid's value without a substring.
+      let open = tagEnd - 2;
+      let value = 0;
+      for (let scale = 1; open > start && isDigit(s.charCodeAt(open)); open--, scale *= 10) value += (s.charCodeAt(open) - 48) * scale;
+      if (open <= start || open === tagEnd - 2 || s.charCodeAt(open) !== 91 /* [ */) return false;
+      pid = value;
       tagEnd = open;
     }
     if (tagEnd === start) return false;

@@ -139,3 +139,20 @@ test('ISO date with a space followed by a syslog tag (rsyslog templates), but ne
     assert.equal(b.message, message);
   }
 });
+
+test('a tag is prog[digits]: anything else in the brackets keeps the line as a message', () => {
+  const tag = (raw: string): [string | null, number | null, string] => {
+    const l = parser.parse(raw, 't');
+    return [l.program, l.pid, l.message];
+  };
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[7]: x'), ['p', 7, 'x']);
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[0042]: x'), ['p', 42, 'x']);
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[]: x'), [null, null, 'p[]: x']);
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[4a2]: x'), [null, null, 'p[4a2]: x']);
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[[42]: x'), ['p[', 42, 'x']);
+  assert.deepEqual(tag('Jun  3 01:02:03 h [42]: x'), [null, null, '[42]: x']);
+  // Weekday and month names are whole words, case and all.
+  assert.equal(parser.parse('Sun Jun  3 01:02:03 2024 ovpn: x', 't').time, local(2024, 6, 3, 1, 2, 3));
+  assert.equal(parser.parse('Jux  3 01:02:03 h p: x', 't').timeFromLine, false);
+  assert.equal(parser.parse('jun  3 01:02:03 h p: x', 't').timeFromLine, false);
+});
