@@ -35,6 +35,7 @@ interface CompiledRegex {
 /** One line as fail2ban splits it: text before the date, the date, text after it. */
 type TupleLine = [string, string, string];
 
+/** A failure's groups and merged state; a key holding undefined counts as absent. */
 export type FailData = Record<string, unknown> & {
   matches?: string[];
   users?: Set<string>;
@@ -317,6 +318,9 @@ export class FailregexEngine {
   }
 
   private search(r: CompiledRegex, buf: string, orgLines: TupleLine[]): { match: RegExpExecArray; matched: TupleLine[]; unmatched: TupleLine[] } | null {
+    // Every match contains one of the required literals: a substring search rules most regexes out
+    // for a fraction of a run (multi-line mode makes each `^` a scan of the whole buffer).
+    if (r.t.required !== null && !containsAny(buf, r.t.required)) return null;
     r.re.lastIndex = 0;
     const m = r.re.exec(buf);
     if (!m) return null;
@@ -378,8 +382,8 @@ export class FailregexEngine {
       users = updateUsers(g, fail.user as string | undefined);
       if (take(g, 'nofail')) flags |= 4;
       if (take(g, 'mlfgained')) flags |= 4;
-      if (flags & 8) delete g.mlfpending;
-      if ((flags & 4) === 0 && !g.mlfpending) delete g.matches;
+      if (flags & 8) g.mlfpending = undefined;
+      if ((flags & 4) === 0 && !g.mlfpending) g.matches = undefined;
       for (const [k, v] of Object.entries(fail)) if (v !== undefined && v !== null) g[k] = v;
       fail = g;
       if (flags & 2) this.mlfid.delete(mlfid);
@@ -388,8 +392,8 @@ export class FailregexEngine {
       this.cacheSet(mlfid, { at: nowSec, fail });
     }
     if (take(fail, 'mlfpending') || (users && users.size > 1)) {
-      delete fail.nofail;
-      delete fail.mlfgained;
+      fail.nofail = undefined;
+      fail.mlfgained = undefined;
       flags &= ~(8 | 1);
     }
     const lines = matched.map(lineText);
@@ -440,9 +444,19 @@ function addPrefixGroups(fail: FailData, pre: Record<string, string | undefined>
   for (const k in pre) if (k !== 'content' && !(k in fail)) fail[k] = pre[k];
 }
 
+function containsAny(text: string, literals: readonly string[]): boolean {
+  for (const l of literals) if (text.includes(l)) return true;
+  return false;
+}
+
+/**
+ * Reads and clears a key. Cleared keys hold undefined rather than being
+ * deleted (deleting turns the object into a slow dictionary); every reader
+ * treats undefined as absent.
+ */
 function take(o: Record<string, unknown>, key: string): unknown {
   const v = o[key];
-  delete o[key];
+  if (v !== undefined) o[key] = undefined;
   return v;
 }
 
