@@ -1,3 +1,4 @@
+import { AddressMap } from '../core/address-map.js';
 import { ownCopy } from '../core/address.js';
 
 /**
@@ -31,7 +32,8 @@ export interface OffenderEntry {
 }
 
 export class OffenderTable {
-  private readonly slotOf = new Map<string, number>();
+  /** Address → slot; keyed by the address's value, so a lookup reads no key string. */
+  private readonly slotOf = new AddressMap();
   private readonly addresses: string[] = [];
   private readonly jails: string[][] = [];
   private readonly failures: Float64Array;
@@ -68,23 +70,22 @@ export class OffenderTable {
 
   /** Entries seen since `since`, in no particular order. */
   *entries(since: number): IterableIterator<OffenderEntry> {
-    for (const [address, slot] of this.slotOf) {
+    for (let slot = 0; slot < this.addresses.length; slot++) {
       if (this.last[slot]! < since) continue;
-      yield { address, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jails[slot]!, last: this.last[slot]! };
+      yield { address: this.addresses[slot]!, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jails[slot]!, last: this.last[slot]! };
     }
   }
 
   /** The address's slot, taking one if it has none; -1 when it was not admitted. */
   private slot(address: string, now: number, admit = false): number {
-    let slot = this.slotOf.get(address);
-    if (slot === undefined) {
+    let slot = this.slotOf.get(address) ?? -1;
+    if (slot < 0) {
       if (this.addresses.length < this.capacity) slot = this.addresses.length;
       else if (admit || (this.random() & (ADMISSION - 1)) === 0) slot = this.evict(now);
       else return -1;
+      this.slotOf.set(address, slot);
       // A copy: kept for a day, the address must not keep its log line alive.
-      const own = ownCopy(address);
-      this.slotOf.set(own, slot);
-      this.addresses[slot] = own;
+      this.addresses[slot] = ownCopy(address);
       this.jails[slot] = [];
       this.failures[slot] = 0;
       this.bans[slot] = 0;

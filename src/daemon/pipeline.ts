@@ -1,3 +1,4 @@
+import { AddressMap } from '../core/address-map.js';
 import { addressFamily, ownCopy, parseNetwork, prefixOf, type Network } from '../core/address.js';
 import { formatDuration } from '../core/duration.js';
 import type { Decision, Event, LogLine } from '../core/types.js';
@@ -104,7 +105,8 @@ interface JailRuntime {
   /** Holds failure ids with a FailureLog (the recidive jail: its lines), otherwise lines. */
   counter: FailureCounter<string | number>;
   allowlist: Allowlist;
-  active: Map<string, number | null>;
+  /** Active bans: target → until (null: permanent). */
+  active: AddressMap;
   stats: JailStats;
   escalation: EscalationDetector | null;
   /** Active prefix bans per family: prefix length → prefixes, to pass over lines of addresses they cover. */
@@ -192,7 +194,7 @@ export class Pipeline {
         allowlist: new Allowlist([...options.globalIgnore, ...config.ignoreip], {
           includeHost: options.includeHostAddresses ?? true, entries: [...(options.allowlist ?? []), ...(config.allowlist ?? [])], resolver: options.allowlistResolver,
         }),
-        active: new Map(),
+        active: new AddressMap(),
         stats: { failures: 0, ignored: 0, bans: 0, escalations: 0, conflicts: 0, lastConflict: null, slowBans: 0, sprayBans: 0 },
         escalation: config.escalate ? new EscalationDetector(config.escalate) : null,
         prefixBans: { 4: new Map(), 6: new Map() },

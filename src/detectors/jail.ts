@@ -19,6 +19,7 @@
  */
 
 import { addressWords } from '../core/address.js';
+import { hashAddressWords } from '../core/address-map.js';
 
 export interface JailLimits {
   maxretry: number;
@@ -387,26 +388,8 @@ export class FailureCounter<R extends string | number = string> {
     return true;
   }
 
-  /** Seeded 32-bit mix of the key's five 32-bit words (murmur3's steps). */
   private hash(a: number, b: number, c: number): number {
-    let h = this.seed;
-    h = mix(h, a | 0);
-    h = mix(h, (a / TWO_32) | 0);
-    h = mix(h, b | 0);
-    h = mix(h, (b / TWO_32) | 0);
-    h = mix(h, c | 0);
-    h ^= h >>> 16;
-    h = Math.imul(h, 0x85ebca6b);
-    h ^= h >>> 13;
-    h = Math.imul(h, 0xc2b2ae35);
-    return (h ^ (h >>> 16)) >>> 0;
+    return hashAddressWords(this.seed, a, b, c);
   }
 }
 
-function mix(h: number, word: number): number {
-  let k = Math.imul(word, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  h ^= Math.imul(k, 0x1b873593);
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
