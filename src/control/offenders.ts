@@ -26,7 +26,7 @@ export interface OffenderEntry {
   address: string;
   failures: number;
   bans: number;
-  /** Jails that saw the address, in the order they first did. */
+  /** Jails that saw the address, in no particular order. */
   jails: readonly string[];
   last: number;
 }
@@ -35,7 +35,14 @@ export class OffenderTable {
   /** Address → slot; keyed by the address's value, so a lookup reads no key string. */
   private readonly slotOf = new AddressMap();
   private readonly addresses: string[] = [];
-  private readonly jails: string[][] = [];
+  /**
+   * Jails per slot as bits of jailNames' indices: reading a per-slot array was
+   * a cache miss on every event. Jails past the 32nd (rare) go to moreJails.
+   */
+  private readonly jailBits: Uint32Array;
+  private readonly moreJails = new Map<number, Set<string>>();
+  private readonly jailNames: string[] = [];
+  private readonly jailIndex = new Map<string, number>();
   private readonly failures: Float64Array;
   private readonly bans: Float64Array;
   private readonly last: Float64Array;
@@ -43,6 +50,7 @@ export class OffenderTable {
   private seed = 0x9e3779b9;
 
   constructor(readonly capacity: number, private readonly maxAgeMs: number) {
+    this.jailBits = new Uint32Array(capacity);
     this.failures = new Float64Array(capacity);
     this.bans = new Float64Array(capacity);
     this.last = new Float64Array(capacity);
@@ -56,23 +64,44 @@ export class OffenderTable {
     const slot = this.slot(address, now);
     if (slot < 0) return;
     this.failures[slot]!++;
-    const seen = this.jails[slot]!;
-    for (const j of jails) if (!seen.includes(j)) seen.push(j);
+    for (const j of jails) this.addJail(slot, j);
   }
 
   /** A ban always gets the address in: bans are few, and they weigh ten failures. */
   addBan(address: string, jail: string, now: number): void {
     const slot = this.slot(address, now, true);
     this.bans[slot]!++;
-    const seen = this.jails[slot]!;
-    if (!seen.includes(jail)) seen.push(jail);
+    this.addJail(slot, jail);
+  }
+
+  private addJail(slot: number, jail: string): void {
+    let index = this.jailIndex.get(jail);
+    if (index === undefined) {
+      index = this.jailNames.push(jail) - 1;
+      this.jailIndex.set(jail, index);
+    }
+    if (index < 32) {
+      this.jailBits[slot]! |= 1 << index;
+    } else {
+      let more = this.moreJails.get(slot);
+      if (more === undefined) this.moreJails.set(slot, (more = new Set()));
+      more.add(jail);
+    }
+  }
+
+  private jailsOf(slot: number): string[] {
+    const out: string[] = [];
+    for (let bits = this.jailBits[slot]!, i = 0; bits !== 0; bits >>>= 1, i++) if (bits & 1) out.push(this.jailNames[i]!);
+    const more = this.moreJails.get(slot);
+    if (more !== undefined) out.push(...more);
+    return out;
   }
 
   /** Entries seen since `since`, in no particular order. */
   *entries(since: number): IterableIterator<OffenderEntry> {
     for (let slot = 0; slot < this.addresses.length; slot++) {
       if (this.last[slot]! < since) continue;
-      yield { address: this.addresses[slot]!, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jails[slot]!, last: this.last[slot]! };
+      yield { address: this.addresses[slot]!, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jailsOf(slot), last: this.last[slot]! };
     }
   }
 
@@ -86,7 +115,8 @@ export class OffenderTable {
       this.slotOf.set(address, slot);
       // A copy: kept for a day, the address must not keep its log line alive.
       this.addresses[slot] = ownCopy(address);
-      this.jails[slot] = [];
+      this.jailBits[slot] = 0;
+      this.moreJails.delete(slot);
       this.failures[slot] = 0;
       this.bans[slot] = 0;
     }
