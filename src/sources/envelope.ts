@@ -171,7 +171,7 @@ export class EnvelopeParser {
     }
     if (i < s.length && s.charCodeAt(i) !== 32 && s.charCodeAt(i) !== 93) return -1;
     if (year < 0) {
-      const ref = this.reference();
+      const ref = this.reference(month, day, hh, mm);
       if (ref < this.yearStart || ref >= this.yearEnd) {
         this.currentYear = new Date(ref).getFullYear();
         this.yearStart = new Date(this.currentYear, 0, 1).getTime();
@@ -222,17 +222,18 @@ export class EnvelopeParser {
   }
 
   private referenceMs = 0;
-  private referenceFresh = false;
+  private referenceKey = -1;
+  private referenceUses = 0;
   /**
-   * "Now" for placing yearless dates, read once per synchronous run of lines:
-   * the clock costs as much as the rest of the date, and lines parsed in one
-   * run are at most milliseconds apart.
+   * "Now" for placing a yearless date, read again whenever the line's minute
+   * changes (and every 1024 lines): lines stamped with the same minute belong
+   * to the same year, and the clock costs as much as the rest of the date.
    */
-  private reference(): number {
-    if (!this.referenceFresh) {
+  private reference(month: number, day: number, hh: number, mm: number): number {
+    const key = ((month * 32 + day) * 32 + hh) * 64 + mm;
+    if (key !== this.referenceKey || (++this.referenceUses & 1023) === 0) {
+      this.referenceKey = key;
       this.referenceMs = this.now();
-      this.referenceFresh = true;
-      queueMicrotask(() => { this.referenceFresh = false; });
     }
     return this.referenceMs;
   }

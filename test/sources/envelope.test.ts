@@ -156,3 +156,13 @@ test('a tag is prog[digits]: anything else in the brackets keeps the line as a m
   assert.equal(parser.parse('Jux  3 01:02:03 h p: x', 't').timeFromLine, false);
   assert.equal(parser.parse('jun  3 01:02:03 h p: x', 't').timeFromLine, false);
 });
+
+test('yearless dates follow the clock across New Year, line after line', () => {
+  let now = new Date(2023, 11, 31, 23, 59, 40).getTime();
+  const p = new EnvelopeParser({ now: () => now });
+  assert.equal(p.parse('Dec 31 23:59:30 h sshd[1]: x', 't').time, local(2023, 12, 31, 23, 59, 30));
+  now = new Date(2024, 0, 1, 0, 0, 40).getTime();
+  assert.equal(p.parse('Jan  1 00:00:30 h sshd[1]: x', 't').time, local(2024, 1, 1, 0, 0, 30));
+  // A late line from the old year still goes to the old year.
+  assert.equal(p.parse('Dec 31 23:59:59 h sshd[1]: x', 't').time, local(2023, 12, 31, 23, 59, 59));
+});
