@@ -73,8 +73,9 @@ export interface EngineStats {
 }
 
 const MLFID_CACHE_SIZE = 100;
-const NO_FAILURES: Failure[] = [];
 const MLFID_CACHE_SECONDS = 300;
+/** What a line that cannot match returns: shared, never modified. */
+const NO_FAILURES: readonly Failure[] = [];
 
 export class FailregexEngine {
   readonly failregex: CompiledRegex[] = [];
@@ -177,17 +178,17 @@ export class FailregexEngine {
    * One line of the log. `known` gives the time when the source knows it
    * (the journal), in which case no date is looked for in the text.
    */
-  processLine(line: string, known?: { time: number; timeText: string }): Failure[] {
+  processLine(line: string, known?: { time: number; timeText: string }): readonly Failure[] {
     this.stats.lines++;
     let tuple: TupleLine;
     let date: number | null = null;
     let noDate = false;
     if (known) {
+      this.lastTimeText = known.timeText;
+      this.lastDate = known.time;
+      if (this.rulesOut(line)) return NO_FAILURES;
       tuple = ['', known.timeText, line];
       date = known.time;
-      this.lastTimeText = known.timeText;
-      this.lastDate = date;
-      if (this.candidate !== null && !this.candidate.test(line)) return NO_FAILURES;
     } else {
       const dm = this.detector.find(line);
       if (dm) {
@@ -195,7 +196,7 @@ export class FailregexEngine {
         const rest = line.slice(dm.end);
         // Most lines cannot match: rule them out before building anything for them. The test
         // sees what the regexes see: the line with its date cut out.
-        if (this.candidate !== null && !this.candidate.test(dm.start === 0 ? rest : line.slice(0, dm.start) + rest)) {
+        if (this.rulesOut(dm.start === 0 ? rest : line.slice(0, dm.start) + rest)) {
           if (text && dm.time !== null) { this.lastTimeText = text; this.lastDate = dm.time; }
           return NO_FAILURES;
         }
@@ -210,7 +211,7 @@ export class FailregexEngine {
           date = this.nowSeconds();
         }
       } else {
-        if (this.candidate !== null && !this.candidate.test(line)) return NO_FAILURES;
+        if (this.rulesOut(line)) return NO_FAILURES;
         tuple = ['', '', line];
       }
       if (date === null) {
@@ -229,6 +230,11 @@ export class FailregexEngine {
     if (this.ignoredCount !== ignoredBefore || (found.length && found.every((f) => f.data.nofail))) this.stats.ignoredLines++;
     else if (found.length) this.stats.matchedLines++;
     return found;
+  }
+
+  /** True when the literal prefilter shows the text cannot match any failregex. */
+  private rulesOut(text: string): boolean {
+    return this.candidate !== null && !this.candidate.test(text);
   }
 
   private nowSeconds(): number {

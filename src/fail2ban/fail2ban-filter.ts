@@ -60,7 +60,7 @@ export class Fail2banFilter implements Filter {
   }
 
   match(line: LogLine): FilterMatch | null {
-    let failures: Failure[];
+    let failures: readonly Failure[];
     if (line.source === 'journal' || line.source.startsWith('journal:')) {
       const head = `${line.host ?? ''} ${line.program ?? ''}${line.pid !== null ? `[${line.pid}]` : ''}: `;
       failures = this.engine.processLine(head + line.message, { time: line.time / 1000, timeText: '' });

@@ -162,7 +162,7 @@ export function runSamples(name: string): FilterResult {
         line = line.replace(/[\r\n]+$/, '');
         for (const t of tests) {
           if (faildata.constraint && !evaluate(String(faildata.constraint), name, t.opts)) continue;
-          let failures: Failure[];
+          let failures: readonly Failure[];
           if (t.opts.logtype !== 'journal') {
             failures = t.engine.processLine(line);
           } else {
