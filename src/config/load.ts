@@ -20,6 +20,7 @@ import type { LongWindowConfig } from '../detectors/spray.js';
 import type { BantimeGrowth } from '../policy/bantime.js';
 import type { CommandEnforcerOptions, CommandTemplate } from '../enforcers/command.js';
 import { DEFAULT_PREFIX, DEFAULT_STREAM_MAXLEN, FLEET_JAIL, isRedisUrl, type FleetOptions } from '../fleet/options.js';
+import { DEFAULT_JOURNAL_WAKE_MS, JOURNAL_WAKE_HELP, parseJournalWake } from '../sources/journal-waker.js';
 import { LISTEN_HELP as SYSLOG_LISTEN_HELP, parseListen as parseSyslogListen } from '../sources/syslog.js';
 import { parseListen } from '../control/listen.js';
 import { NOTICE_KINDS, type NoticeKind, type NotifyOptions } from '../notifiers/notifier.js';
@@ -81,6 +82,8 @@ export interface Config {
   notify: NotifyOptions;
   enforcer: EnforcerName | 'auto';
   maxLineLength: number;
+  /** Poll interval of the journal waker while the journal is busy; null = off (entries arrive on journald's 250 ms timer). */
+  journalWakeMs: number | null;
   startAtEnd: boolean;
   ignoreip: Network[];
   jails: JailConfig[];
@@ -110,6 +113,7 @@ ajv.addFormat('syslog-listen', (v: string) => parseSyslogListen(v) !== null);
 ajv.addFormat('redis-url', (v: string) => isRedisUrl(v));
 ajv.addFormat('listen', (v: string) => parseListen(v) !== null);
 ajv.addFormat('rate', (v: string) => parseRate(v) !== null);
+ajv.addFormat('journal-wake', (v: string) => parseJournalWake(v) !== undefined);
 ajv.addFormat('percent', { validate: (v: string | number) => parsePercent(v) !== null, type: 'string' });
 const validate = ajv.compile(configSchema);
 
@@ -231,7 +235,7 @@ function schemaError(loc: Located, e: ErrorObject): ConfigError {
       break;
     case 'format': {
       const f = (e.params as { format: string }).format;
-      const help = f === 'rate' ? RATE_HELP : f === 'percent' ? PERCENT_HELP : f === 'syslog-listen' ? SYSLOG_LISTEN_HELP : f === 'redis-url' ? 'a Redis URL such as redis://127.0.0.1:6379 or rediss://user:password@redis.example.org:6380' : f === 'duration' ? DURATION_HELP : f === 'bantime' ? `${DURATION_HELP}, or -1/permanent` : f === 'listen' ? 'HOST:PORT such as 127.0.0.1:9470, [::1]:9470 or :9470' : 'an IPv4 or IPv6 address or CIDR such as 192.0.2.0/24 or 2001:db8::/32';
+      const help = f === 'rate' ? RATE_HELP : f === 'percent' ? PERCENT_HELP : f === 'syslog-listen' ? SYSLOG_LISTEN_HELP : f === 'redis-url' ? 'a Redis URL such as redis://127.0.0.1:6379 or rediss://user:password@redis.example.org:6380' : f === 'duration' ? DURATION_HELP : f === 'bantime' ? `${DURATION_HELP}, or -1/permanent` : f === 'listen' ? 'HOST:PORT such as 127.0.0.1:9470, [::1]:9470 or :9470' : f === 'journal-wake' ? JOURNAL_WAKE_HELP : 'an IPv4 or IPv6 address or CIDR such as 192.0.2.0/24 or 2001:db8::/32';
       message = `${where}: ${JSON.stringify(e.data)} is not valid; expected ${help}`;
       break;
     }
@@ -406,6 +410,7 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
     notify: notifyOptions((raw.notify ?? {}) as Raw, origin, errors),
     enforcer: (raw.enforcer as Config['enforcer'] | undefined) ?? 'auto',
     maxLineLength: (raw.max_line_length as number | undefined) ?? 16 * 1024,
+    journalWakeMs: raw.journal_wake === undefined ? DEFAULT_JOURNAL_WAKE_MS : parseJournalWake(raw.journal_wake as string)!,
     startAtEnd,
     ignoreip: ((raw.ignoreip as string[] | undefined) ?? []).map((t) => parseNetwork(t)!),
     jails,

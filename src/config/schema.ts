@@ -271,6 +271,8 @@ export const configSchema = {
       additionalProperties: false,
     },
     max_line_length: { type: 'integer', minimum: 256, maximum: 1048576 },
+    /** How often journal sources look for new entries to wake journalctl at once (src/sources/journal-waker.ts), or `off`. */
+    journal_wake: { type: 'string', format: 'journal-wake' },
     start_at: { enum: ['end', 'beginning'] },
     ignoreip: targetList,
     allowlist: allowlistSchema,

@@ -3,6 +3,7 @@ import type { Logger } from '../core/log.js';
 import { FileSource } from '../sources/file.js';
 import { pathMatcher } from '../sources/glob.js';
 import { canonicalJournalMatches, JournalSource } from '../sources/journal.js';
+import { JournalWaker, SYSTEM_JOURNAL_DIRECTORIES } from '../sources/journal-waker.js';
 import type { Source } from '../sources/source.js';
 import { StdinSource } from '../sources/stdin.js';
 import { SyslogSource } from '../sources/syslog.js';
@@ -57,8 +58,12 @@ export function buildSources(config: Config, jails: readonly JailConfig[], optio
       else journals.set(key, { matches: spec.matches, names: [jail.name] });
     }
   }
+  // One waker for the system journal, shared by every journal source reading it.
+  const waker = journals.size > 0 && config.journalWakeMs !== null
+    ? new JournalWaker({ directories: SYSTEM_JOURNAL_DIRECTORIES, intervalMs: config.journalWakeMs })
+    : undefined;
   for (const [key, { matches, names }] of journals) {
-    out.push({ source: new JournalSource({ id: `journal:${key}`, matches, maxLineLength: config.maxLineLength, jail: names.join(', ') }), jailsFor: () => names, jails: names });
+    out.push({ source: new JournalSource({ id: `journal:${key}`, matches, maxLineLength: config.maxLineLength, jail: names.join(', '), waker }), jailsFor: () => names, jails: names });
   }
   out.push(...syslogReceivers(config, jails));
   const stdinJails = options.stdin ? jails.map((j) => j.name) : jails.filter((j) => j.sources.some((s) => s.kind === 'stdin')).map((j) => j.name);

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { PortcullisError } from '../core/errors.js';
 import type { LogLine } from '../core/types.js';
+import type { JournalWaker, JournalWakerStatus } from './journal-waker.js';
 import {
   DEFAULT_MAX_LINE_LENGTH,
   type BatchHandler,
@@ -64,6 +65,8 @@ export interface JournalSourceOptions {
   id?: string;
   /** Delay before restarting a failed journalctl, doubled after each failure up to maxMs. Default 1 s … 60 s. */
   restartDelay?: { initialMs: number; maxMs: number };
+  /** Wakes journalctl as soon as journald appends (see journal-waker.ts); shared by the sources reading the same journal. */
+  waker?: JournalWaker;
 }
 
 export interface JournalSourceStatus extends SourceStatus {
@@ -82,6 +85,8 @@ export interface JournalSourceStatus extends SourceStatus {
   cursor: string | null;
   /** Process id of the running journalctl, null when none runs. */
   pid: number | null;
+  /** The journal waker, null when the source has none (entries arrive on journald's 250 ms timer). */
+  wake: JournalWakerStatus | null;
 }
 
 /** journalctl prints these fields in any case: `__CURSOR`, `__REALTIME_TIMESTAMP`, `__MONOTONIC_TIMESTAMP`, `_BOOT_ID`. */
@@ -248,6 +253,7 @@ export class JournalSource implements Source {
   private readonly maxJsonLine: number;
   private readonly jail: string | undefined;
   private readonly restartDelay: { initialMs: number; maxMs: number };
+  private readonly waker: JournalWaker | null;
 
   private onBatch: BatchHandler | null = null;
   private run: Run | null = null;
@@ -286,6 +292,7 @@ export class JournalSource implements Source {
     this.jail = options.jail;
     this.restartDelay = options.restartDelay ?? { initialMs: 1000, maxMs: 60_000 };
     this.nextDelayMs = this.restartDelay.initialMs;
+    this.waker = options.waker ?? null;
     this.baseArgs = [
       '--follow',
       '--output=json',
@@ -310,9 +317,11 @@ export class JournalSource implements Source {
       }
     }
     await this.spawnRun();
+    this.waker?.hold();
   }
 
   async stop(): Promise<void> {
+    if (this.onBatch !== null) this.waker?.release();
     this.stopping = true;
     if (this.restartTimer !== null) {
       clearTimeout(this.restartTimer);
@@ -330,10 +339,11 @@ export class JournalSource implements Source {
   }
 
   status(): JournalSourceStatus {
+    const wake = this.waker?.status() ?? null;
     return {
       id: this.id,
       kind: 'journal',
-      items: [{ name: this.matchesText, state: this.state, lastLineAt: this.lastEntryTime }],
+      items: [{ name: this.matchesText, state: wake === null ? this.state : `${this.state}, wake ${wake.state}`, lastLineAt: this.lastEntryTime }],
       linesRead: this.entriesRead,
       error: this.error,
       matches: this.matchesText,
@@ -343,6 +353,7 @@ export class JournalSource implements Source {
       restarts: this.restarts,
       cursor: this.cursor,
       pid: this.run?.child.pid ?? null,
+      wake,
     };
   }
 

@@ -69,6 +69,13 @@ jails:
   assert.deepEqual(j.sources[1], { kind: 'journal', matches: { _SYSTEMD_UNIT: ['ssh.service'] } });
 });
 
+test('journal_wake: how often journal sources look for new entries', () => {
+  const wake = (text: string) => configFromFiles([{ file: 'p.yaml', text }]).journalWakeMs;
+  assert.equal(wake(''), 2);
+  assert.equal(wake('journal_wake: 5ms\n'), 5);
+  assert.equal(wake('journal_wake: off\n'), null);
+});
+
 test('mistakes are reported as file:line:column with what is allowed', () => {
   const [typo] = errorsOf('jails:\n  sshd:\n    maxretyr: 3\n');
   assert.match(typo!, /^\/etc\/portcullis\/portcullis.yaml:3:5: unknown key "maxretyr" in jails.sshd \(did you mean "maxretry"\?\); allowed keys: enabled, sources/);
@@ -76,6 +83,8 @@ test('mistakes are reported as file:line:column with what is allowed', () => {
   assert.match(dur!, /:3:15: jails.sshd.findtime: "10 minutes" is not valid; expected a duration such as 90s, 10m/);
   const [ip] = errorsOf('ignoreip: [192.0.2.0/24, 300.1.1.1]\n');
   assert.match(ip!, /:1:26: ignoreip\[1\]: "300.1.1.1" is not valid; expected an IPv4 or IPv6 address or CIDR/);
+  const [wake] = errorsOf('journal_wake: 2s\n');
+  assert.match(wake!, /:1:15: journal_wake: "2s" is not valid; expected a poll interval from 1ms to 1s such as 2ms, or off/);
   const [en] = errorsOf('enforcer: nftabels\n');
   assert.match(en!, /:1:11: enforcer: "nftabels" is not allowed; use one of auto, nftables, iptables, pf, command, dry-run/);
   const [syntax] = errorsOf('jails:\n  sshd: [\n');
