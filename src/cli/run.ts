@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { loadConfig, type Config } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH, loadConfig, missingConfigError, type Config } from '../config/load.js';
 import { UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { bannedJson } from '../control/banned.js';
@@ -28,6 +28,9 @@ export interface RunOptions {
 
 export async function runDaemon(opts: RunOptions): Promise<void> {
   const log = createLogger();
+  // A --config the admin named must exist: the embedded defaults instead would enforce jails they never asked for.
+  const named = opts.config !== DEFAULT_CONFIG_PATH;
+  if (named && !existsSync(opts.config)) throw missingConfigError(opts.config);
   const config = opts.fail2banConfig ? fail2banRunConfig(opts.fail2banConfig, opts.config, opts.acceptUnknownActions ?? false, log) : loadConfig(opts.config);
   if (config.files.length === 0) log.info(`no ${opts.config}: running on the embedded defaults (sshd jail)`);
   const daemon = new Daemon(config, { log, dryRun: opts.dryRun ?? false, stdin: opts.stdin ?? false, flushOnExit: opts.flushOnExit ?? false });

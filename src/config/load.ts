@@ -125,12 +125,16 @@ const validate = ajv.compile(configSchema);
 export function loadConfig(path: string = DEFAULT_CONFIG_PATH, options: { requireFile?: boolean } = {}): Config {
   const files: string[] = [];
   if (existsSync(path)) files.push(path);
-  else if (options.requireFile) throw new ConfigError(path, 1, 1, 'the configuration file does not exist; create it or pass --config with an existing file');
+  else if (options.requireFile) throw missingConfigError(path);
   const confd = join(path, '..', 'conf.d');
   if (existsSync(confd)) {
     for (const name of readdirSync(confd).sort()) if (/\.ya?ml$/.test(name)) files.push(join(confd, name));
   }
   return configFromFiles(files.map((f) => ({ file: f, text: readFileSync(f, 'utf8') })));
+}
+
+export function missingConfigError(path: string): ConfigError {
+  return new ConfigError(path, 1, 1, 'the configuration file does not exist; create it or pass --config with an existing file');
 }
 
 /** Builds the configuration from YAML texts (exposed for tests and `check`). */

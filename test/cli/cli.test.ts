@@ -76,6 +76,12 @@ test('usage and configuration errors exit 2 with a clear message', async () => {
   assert.match(r.stderr, /bad\.yaml:3:14: jails\.sshd\.bantime: "1 hour" is not valid/);
   r = await runCli(['run', '--config', bad]);
   assert.equal(r.code, 2, 'the daemon refuses to start on a bad config');
+  // A named config that is missing (a typo in the path) must not start the daemon on the embedded defaults.
+  for (const extra of [[], ['--fail2ban-config', dir]]) {
+    r = await runCli(['run', '--config', join(dir, 'typo.yaml'), ...extra]);
+    assert.equal(r.code, 2, `run ${extra.join(' ')} refuses a missing --config`);
+    assert.match(r.stderr, /typo\.yaml:1:1: the configuration file does not exist; create it or pass --config with an existing file/);
+  }
   r = await runCli(['check', '--config', config]);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /OK — 1 jail\(s\) enabled: sshd/);
