@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -181,6 +181,12 @@ export class Daemon {
     proc.stdout!.setEncoding('utf8').on('data', take);
     proc.stderr!.setEncoding('utf8').on('data', take);
     proc.on('exit', () => take(''));
+  }
+
+  /** Resident memory of the daemon's process (MB). */
+  rssMB(): number {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.proc.pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
   }
 
   /** Resolves with the time (performance.now()) the daemon printed a line matching `pattern`. */

@@ -2,7 +2,8 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { DEFAULT_CONFIG_PATH, loadConfig, replayDefaults, type Config } from '../config/load.js';
+import { controlSocketOf, DEFAULT_CONFIG_PATH } from '../config/files.js';
+import type { Config } from '../config/load.js';
 import { parseBantime } from '../core/duration.js';
 import { PortcullisError, UsageError } from '../core/errors.js';
 import { callDaemon, callDaemonRaw, streamDaemonResult } from '../control/client.js';
@@ -24,7 +25,7 @@ const socketOption = () => new Option('--socket <path>', 'control socket of the 
 
 function daemonSocket(opts: { config: string; socket?: string }): string {
   if (opts.socket) return opts.socket;
-  return loadConfig(opts.config).controlSocket;
+  return controlSocketOf(opts.config);
 }
 
 program
@@ -63,7 +64,8 @@ program
   .command('check')
   .description('validate the configuration without starting')
   .addOption(configOption())
-  .action((opts: { config: string }) => {
+  .action(async (opts: { config: string }) => {
+    const { loadConfig } = await import('../config/load.js');
     const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
     const enabled = config.jails.filter((j) => j.enabled);
     process.stdout.write(`${config.files.length ? config.files.join(', ') : 'embedded defaults'}: OK — ${enabled.length} jail(s) enabled: ${enabled.map((j) => j.name).join(', ') || 'none'}\n`);
@@ -74,7 +76,7 @@ program
   .description('print the pf.conf lines (a table and a block rule per enabled jail) that the pf enforcer fills')
   .addOption(configOption())
   .action(async (opts: { config: string }) => {
-    const [{ pfRules }, { firewallSpec }] = await Promise.all([import('../enforcers/pf.js'), import('../enforcers/index.js')]);
+    const [{ pfRules }, { firewallSpec }, { loadConfig }] = await Promise.all([import('../enforcers/pf.js'), import('../enforcers/index.js'), import('../config/load.js')]);
     const config = loadConfig(opts.config, { requireFile: opts.config !== DEFAULT_CONFIG_PATH });
     process.stdout.write(pfRules(config.jails.filter((j) => j.enabled).map(firewallSpec)));
   });
@@ -200,7 +202,7 @@ program
   .option('-c, --config <file>', 'configuration (default: every built-in jail enabled with default thresholds)')
   .option('--json', 'one JSON decision per line')
   .action(async (files: string[], opts: { config?: string; json?: boolean }) => {
-    const [{ replay }, { default: cliProgress }] = await Promise.all([import('./replay.js'), import('cli-progress')]);
+    const [{ replay }, { default: cliProgress }, { loadConfig, replayDefaults }] = await Promise.all([import('./replay.js'), import('cli-progress'), import('../config/load.js')]);
     const config: Config = opts.config ? loadConfig(opts.config, { requireFile: true }) : replayDefaults();
     const total = files.filter((f) => f !== '-' && existsSync(f)).reduce((n, f) => n + statSize(f), 0);
     const bar = process.stderr.isTTY && total > 8 << 20

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { DEFAULT_CONFIG_PATH, loadConfig, missingConfigError, type Config } from '../config/load.js';
+import { DEFAULT_CONFIG_PATH, missingConfigError } from '../config/files.js';
+import { loadConfig, type Config } from '../config/load.js';
 import { UsageError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { bannedJson } from '../control/banned.js';

@@ -1,4 +1,4 @@
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import AjvModule, { type ErrorObject } from 'ajv';
@@ -10,6 +10,7 @@ import { builtinFilters } from '../filters/index.js';
 import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { BUILTIN_JAILS, RECIDIVE_JAIL, DEFAULT_BANTIME, DEFAULT_FINDTIME, DEFAULT_MAXRETRY } from './builtin-jails.js';
 import { configSchema } from './schema.js';
+import { configFiles, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET } from './files.js';
 import { allowlistOf, dnsOf, limitsOf, type DnsOptions } from './network-defences.js';
 import type { AllowlistEntry } from '../policy/allowlist.js';
 import type { ConnectionLimits } from '../enforcers/enforcer.js';
@@ -26,7 +27,6 @@ import { parseListen } from '../control/listen.js';
 import { NOTICE_KINDS, type NoticeKind, type NotifyOptions } from '../notifiers/notifier.js';
 import { renderTemplate, sampleNotice } from '../notifiers/webhook.js';
 
-export const DEFAULT_CONFIG_PATH = '/etc/portcullis/portcullis.yaml';
 
 export type SourceSpec =
   | { kind: 'file'; paths: string[]; startAtEnd: boolean }
@@ -118,23 +118,11 @@ ajv.addFormat('percent', { validate: (v: string | number) => parsePercent(v) !==
 const validate = ajv.compile(configSchema);
 
 /**
- * Loads the main config file plus `conf.d/*.yaml` beside it (in name order;
- * later files override earlier ones key by key). A missing main file at the
- * default path means the embedded defaults.
+ * Loads the main config file plus `conf.d/*.yaml` beside it (see configFiles);
+ * a missing main file at the default path means the embedded defaults.
  */
 export function loadConfig(path: string = DEFAULT_CONFIG_PATH, options: { requireFile?: boolean } = {}): Config {
-  const files: string[] = [];
-  if (existsSync(path)) files.push(path);
-  else if (options.requireFile) throw missingConfigError(path);
-  const confd = join(path, '..', 'conf.d');
-  if (existsSync(confd)) {
-    for (const name of readdirSync(confd).sort()) if (/\.ya?ml$/.test(name)) files.push(join(confd, name));
-  }
-  return configFromFiles(files.map((f) => ({ file: f, text: readFileSync(f, 'utf8') })));
-}
-
-export function missingConfigError(path: string): ConfigError {
-  return new ConfigError(path, 1, 1, 'the configuration file does not exist; create it or pass --config with an existing file');
+  return configFromFiles(configFiles(path, options).map((f) => ({ file: f, text: readFileSync(f, 'utf8') })));
 }
 
 /** Builds the configuration from YAML texts (exposed for tests and `check`). */
@@ -402,7 +390,7 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
   return {
     files,
     stateDir: (raw.state_dir as string | undefined) ?? '/var/lib/portcullis',
-    controlSocket: ((raw.control as Raw | undefined)?.socket as string | undefined) ?? '/run/portcullis.sock',
+    controlSocket: ((raw.control as Raw | undefined)?.socket as string | undefined) ?? DEFAULT_CONTROL_SOCKET,
     http: {
       enabled: (http.enabled as boolean | undefined) ?? true,
       listen: (http.listen as string | undefined) ?? '127.0.0.1:9470',

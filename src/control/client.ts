@@ -43,12 +43,21 @@ export function streamDaemonResult(socketPath: string, cmd: string, out: ResultS
       sock.end();
       resolve();
     };
+    // The last two bytes are held back until more comes (no copy of the chunks themselves).
     const emit = (data: Buffer): void => {
-      const all = tail.length > 0 ? Buffer.concat([tail, data]) : data;
-      const done = all[all.length - 1] === 10;
-      tail = all.subarray(Math.max(0, all.length - 2));
-      const body = all.subarray(0, Math.max(0, all.length - 2));
-      if (body.length > 0 && !out.write(body)) {
+      if (data.length === 0) return;
+      const done = data[data.length - 1] === 10;
+      let flowing = true;
+      if (data.length >= 2) {
+        if (tail.length > 0) flowing = out.write(tail);
+        if (data.length > 2) flowing = out.write(data.subarray(0, data.length - 2)) && flowing;
+        tail = Buffer.from(data.subarray(data.length - 2));
+      } else {
+        const all = Buffer.concat([tail, data]);
+        if (all.length > 2) flowing = out.write(all.subarray(0, all.length - 2));
+        tail = all.subarray(all.length - 2);
+      }
+      if (!flowing) {
         sock.pause();
         out.once('drain', () => sock.resume());
       }

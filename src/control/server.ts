@@ -22,7 +22,7 @@ export type ControlResponse = { ok: true; result: unknown } | { ok: false; error
  * the daemon's other work goes on between pages.
  */
 export class JsonPieces {
-  constructor(readonly pieces: Iterable<string | Buffer>) {}
+  constructor(readonly pieces: Iterable<string | Buffer> | AsyncIterable<string | Buffer>) {}
 }
 
 export type ControlHandler = (req: ControlRequest) => unknown | Promise<unknown>;
@@ -92,12 +92,12 @@ export class ControlServer {
   }
 }
 
-async function writePieces(sock: Socket, pieces: Iterable<string | Buffer>): Promise<void> {
+async function writePieces(sock: Socket, pieces: Iterable<string | Buffer> | AsyncIterable<string | Buffer>): Promise<void> {
   sock.write('{"ok":true,"result":');
   try {
-    for (const piece of pieces) {
+    for await (const piece of pieces) {
       if (sock.destroyed) return;
-      if (!sock.write(piece)) await new Promise((resolve) => sock.once('drain', resolve).once('close', resolve));
+      if (!sock.write(piece)) await drained(sock);
       // Let the pipeline run before the next piece is made.
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -107,6 +107,17 @@ async function writePieces(sock: Socket, pieces: Iterable<string | Buffer>): Pro
     throw err;
   }
   if (!sock.destroyed) sock.write('}\n');
+}
+
+/** Resolves when the socket can take more, or is closed; leaves no listener behind. */
+function drained(sock: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      sock.off('drain', done).off('close', done);
+      resolve();
+    };
+    sock.on('drain', done).on('close', done);
+  });
 }
 
 function isAlive(path: string): Promise<boolean> {

@@ -48,6 +48,8 @@ interface Slot {
  * they never take more than a small share of the machine.
  */
 const RECONCILE_PAUSE_FACTOR = 20;
+/** Drift checks that take at least this long are logged. */
+const SLOW_RECONCILE_MS = 1000;
 
 export class EnforcementQueue {
   private readonly slots: Slot[] = [];
@@ -165,6 +167,10 @@ export class EnforcementQueue {
         slot.reconciling = false;
         slot.lastReconcileEnd = Date.now();
         slot.lastReconcileMs = slot.lastReconcileEnd - started;
+        // A long check is CPU the admin will see in top: say what it was and when the next comes.
+        if (slot.lastReconcileMs >= SLOW_RECONCILE_MS) {
+          this.log.info(`${slot.enforcer.name}: drift check took ${(slot.lastReconcileMs / 1000).toFixed(1)} s; the next in ${Math.round((slot.lastReconcileMs * RECONCILE_PAUSE_FACTOR) / 60_000)} min or later`);
+        }
       }
     }
   }

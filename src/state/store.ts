@@ -20,6 +20,33 @@ export interface ListingKey {
 }
 
 const LISTING_START: ListingKey = { created: Number.MIN_SAFE_INTEGER, id: 0 };
+const LISTING_END: ListingKey = { created: Number.MAX_SAFE_INTEGER, id: Number.MAX_SAFE_INTEGER };
+
+/** Parameters of ACTIVE_LISTING_RANGE_SQL: the bans after `from` up to and including `to`. */
+export interface ListingRange {
+  fromCreated: number;
+  fromId: number;
+  toCreated: number;
+  toId: number;
+}
+
+/**
+ * Active bans in a key range, oldest first, as JSON objects `{target, jail, time, until, reason, origin}`
+ * (times in ISO 8601) joined by commas into one UTF-8 blob: SQLite builds the text, so a million bans
+ * never become a million JavaScript objects or strings. Shared with the listing's worker threads.
+ */
+export const ACTIVE_LISTING_RANGE_SQL = `SELECT CAST(group_concat(j, ',') AS BLOB) FROM (
+  SELECT json_object('target', target, 'jail', jail, 'time', ${isoTime('created')},
+    'until', CASE WHEN until IS NULL THEN NULL ELSE ${isoTime('until')} END, 'reason', reason, 'origin', origin) AS j
+  FROM bans WHERE active = 1 AND (created, id) > (@fromCreated, @fromId) AND (created, id) <= (@toCreated, @toId)
+  ORDER BY created, id)`;
+
+/** The range `(from, to]` of a listing, from the start or to the end when null. */
+export function listingRange(from: ListingKey | null, to: ListingKey | null): ListingRange {
+  const a = from ?? LISTING_START;
+  const b = to ?? LISTING_END;
+  return { fromCreated: a.created, fromId: a.id, toCreated: b.created, toId: b.id };
+}
 
 /** Failure rows per INSERT statement when many are written at once. */
 const FAILURES_PER_INSERT = 64;
@@ -183,13 +210,8 @@ export class Store {
       addBan: db.prepare('INSERT INTO bans(target, jail, created, until, reason, origin, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
       bansInForce: db.prepare<[number], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1 AND (until IS NULL OR until > ?)'),
-      // Formatted by SQLite: a million rows need not become a million JavaScript objects first.
-      // Rows built and joined by SQLite into one blob per page: no JavaScript string per ban.
-      activeListingPage: db.prepare<[{ created: number; id: number; limit: number }], Buffer | null>(`SELECT CAST(group_concat(j, ',') AS BLOB) FROM (
-        SELECT json_object('target', target, 'jail', jail, 'time', ${isoTime('created')},
-          'until', CASE WHEN until IS NULL THEN NULL ELSE ${isoTime('until')} END, 'reason', reason, 'origin', origin) AS j
-        FROM bans WHERE active = 1 AND (created, id) > (@created, @id) ORDER BY created, id LIMIT @limit)`).pluck(),
-      activeListingLast: db.prepare<[{ created: number; id: number; limit: number }], ListingKey>(`SELECT created, id FROM bans
+      activeListingRange: db.prepare<[ListingRange], Buffer | null>(ACTIVE_LISTING_RANGE_SQL).pluck(),
+      activeListingEnd: db.prepare<[{ created: number; id: number; limit: number }], ListingKey>(`SELECT created, id FROM bans
         WHERE active = 1 AND (created, id) > (@created, @id) ORDER BY created, id LIMIT 1 OFFSET @limit - 1`),
       activeByJail: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail'),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
@@ -286,16 +308,18 @@ export class Store {
   }
 
   /**
-   * Active bans oldest first as JSON objects `{target, jail, time, until, reason, origin}` (times in
-   * ISO 8601), without evidence, comma-separated as UTF-8, `limit` at a time: a million are listed in
-   * pages between which the daemon goes on working. `after` is the previous page's `next`; bans made
-   * or lifted meanwhile may or may not be listed, none twice. Null after the last page.
+   * Where a page of `limit` active bans after `after` ends (the key of its last ban), oldest first; null
+   * when fewer than `limit` are left, so the page runs to the end. Listing pages by these keys lists
+   * a million bans in pieces between which the daemon goes on working; bans made or lifted meanwhile
+   * may or may not be listed, none twice.
    */
-  activeListingPage(after: ListingKey | null, limit: number): { json: Buffer; next: ListingKey | null } | null {
-    const from = { ...(after ?? LISTING_START), limit };
-    const json = this.stmts.activeListingPage.get(from) ?? null;
-    if (json === null) return null;
-    return { json, next: this.stmts.activeListingLast.get(from) ?? null };
+  activeListingEnd(after: ListingKey | null, limit: number): ListingKey | null {
+    return this.stmts.activeListingEnd.get({ ...(after ?? LISTING_START), limit }) ?? null;
+  }
+
+  /** The active bans in `(from, to]` as JSON (see ACTIVE_LISTING_RANGE_SQL); null when there are none. */
+  activeListingRange(from: ListingKey | null, to: ListingKey | null): Buffer | null {
+    return this.stmts.activeListingRange.get(listingRange(from, to)) ?? null;
   }
 
   /** Active bans per jail. */

@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { FailureRows, SCHEMA_VERSION, Store } from '../../src/state/store.js';
+import { FailureRows, SCHEMA_VERSION, Store, type ListingKey } from '../../src/state/store.js';
 import type { Decision } from '../../src/core/types.js';
 
 const ban = (target: string, time: number, until: number | null, jail = 'sshd'): Decision =>
@@ -155,10 +155,17 @@ test('active bans listed as JSON by SQLite, oldest first, exactly as JSON.string
     .map((b) => ({ target: b.target, jail: b.jail, time: new Date(b.time).toISOString(), until: b.until === null ? null : new Date(b.until).toISOString(), reason: b.reason, origin: b.origin }));
   // Pages of two: each ban once, in order, however the listing is cut.
   const pages: string[] = [];
-  for (let page = store.activeListingPage(null, 2); page !== null; page = page.next && store.activeListingPage(page.next, 2)) pages.push(page.json.toString('utf8'));
+  let from: ListingKey | null = null;
+  for (;;) {
+    const to = store.activeListingEnd(from, 2);
+    pages.push(store.activeListingRange(from, to)!.toString('utf8'));
+    if (to === null) break;
+    from = to;
+  }
   assert.equal(pages.length, 2);
   assert.deepEqual(JSON.parse(`[${pages.join(',')}]`), expected);
   assert.equal(`[${pages.join(',')}]`, JSON.stringify(expected));
-  assert.equal(store.activeListingPage(null, 4)!.next, null, 'a page that is not full is the last');
+  assert.equal(store.activeListingEnd(null, 4), null, 'a page that is not full runs to the end');
+  assert.equal(store.activeListingRange(store.activeListingEnd(null, 3), null), null, 'nothing after the last');
   store.close();
 });
