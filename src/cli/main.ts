@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { controlSocketOf, DEFAULT_CONFIG_PATH } from '../config/files.js';
+import { DEFAULT_CONFIG_PATH, localSettingsOf } from '../config/files.js';
 import type { Config } from '../config/load.js';
 import { parseBantime } from '../core/duration.js';
 import { PortcullisError, UsageError } from '../core/errors.js';
@@ -25,7 +25,7 @@ const socketOption = () => new Option('--socket <path>', 'control socket of the 
 
 function daemonSocket(opts: { config: string; socket?: string }): string {
   if (opts.socket) return opts.socket;
-  return controlSocketOf(opts.config);
+  return localSettingsOf(opts.config).controlSocket;
 }
 
 program
@@ -136,12 +136,17 @@ program
   .addOption(configOption())
   .addOption(socketOption())
   .action(async (opts: { json?: boolean; config: string; socket?: string }) => {
+    // The bans are in the state database: read it directly when we can (no daemon in between, and it
+    // works while the daemon is stopped); through the daemon when it is named (--socket) or unreadable.
+    const { bannedFromDatabase, collect, writeAll } = await import('./banned-direct.js');
+    const direct = opts.socket === undefined ? await bannedFromDatabase(localSettingsOf(opts.config).stateDir) : null;
     if (opts.json) {
-      await streamDaemonResult(daemonSocket(opts), 'banned', process.stdout);
+      if (direct !== null) await writeAll(direct, process.stdout);
+      else await streamDaemonResult(daemonSocket(opts), 'banned', process.stdout);
       process.stdout.write('\n');
       return;
     }
-    const json = await callDaemonRaw(daemonSocket(opts), 'banned');
+    const json = direct !== null ? await collect(direct) : await callDaemonRaw(daemonSocket(opts), 'banned');
     process.stdout.write(formatBanned(JSON.parse(json) as Array<Record<string, unknown>>));
   });
 

@@ -10,7 +10,7 @@ import { builtinFilters } from '../filters/index.js';
 import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { BUILTIN_JAILS, RECIDIVE_JAIL, DEFAULT_BANTIME, DEFAULT_FINDTIME, DEFAULT_MAXRETRY } from './builtin-jails.js';
 import { configSchema } from './schema.js';
-import { configFiles, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET } from './files.js';
+import { configFiles, DEFAULT_CONFIG_PATH, DEFAULT_CONTROL_SOCKET, DEFAULT_STATE_DIR } from './files.js';
 import { allowlistOf, dnsOf, limitsOf, type DnsOptions } from './network-defences.js';
 import type { AllowlistEntry } from '../policy/allowlist.js';
 import type { ConnectionLimits } from '../enforcers/enforcer.js';
@@ -389,7 +389,7 @@ function buildConfig(files: string[], raw: Raw, origin: Map<string, Located>, er
   const http = (raw.http ?? {}) as Raw;
   return {
     files,
-    stateDir: (raw.state_dir as string | undefined) ?? '/var/lib/portcullis',
+    stateDir: (raw.state_dir as string | undefined) ?? DEFAULT_STATE_DIR,
     controlSocket: ((raw.control as Raw | undefined)?.socket as string | undefined) ?? DEFAULT_CONTROL_SOCKET,
     http: {
       enabled: (http.enabled as boolean | undefined) ?? true,

@@ -252,6 +252,33 @@ export class Store {
     return new Store(path, db);
   }
 
+  /**
+   * Opens an existing `state.db` under `dir` for reading only, beside a running daemon (WAL lets readers
+   * and the writer work at once): for CLI commands that read state. Throws PortcullisError when there is
+   * none, it cannot be read, or its schema is not this version's (the daemon migrates; a reader never does).
+   */
+  static openReadOnly(dir: string): Store {
+    const path = join(dir, 'state.db');
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+    } catch (e) {
+      throw new PortcullisError(`cannot read the state database ${path}: ${(e as Error).message}`);
+    }
+    let version = 0;
+    try {
+      version = Number(db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value ?? 0);
+    } catch {
+      // no meta table: not a database this version wrote
+    }
+    if (version !== SCHEMA_VERSION) {
+      db.close();
+      throw new PortcullisError(`the state database ${path} has schema version ${version}, this Portcullis reads ${SCHEMA_VERSION}; the daemon migrates it when it starts`);
+    }
+    return new Store(path, db);
+  }
+
   getPosition(key: string): string | undefined {
     return this.stmts.getPosition.get(key)?.value;
   }

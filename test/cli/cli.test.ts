@@ -116,3 +116,20 @@ test('replay reads standard input with -', async () => {
   assert.equal(d.target, '198.51.100.9');
   assert.match(r.stderr, /replayed 5 lines \(5 matched\)/);
 });
+
+test('banned reads the state database itself when it can, the same answer as the daemon, also while it is stopped', async () => {
+  let r = await runCli(['ban', '192.0.2.200', '--config', config]);
+  assert.equal(r.code, 0, r.stderr);
+  const viaDaemon = await runCli(['banned', '--json', '--socket', socket]);
+  const direct = await runCli(['banned', '--json', '--config', config]);
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.equal(direct.stdout, viaDaemon.stdout);
+  assert.equal((JSON.parse(direct.stdout) as Array<{ target: string }>).at(-1)!.target, '192.0.2.200');
+  await daemon.kill();
+  r = await runCli(['banned', '--config', config]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /192\.0\.2\.200/);
+  r = await runCli(['banned', '--json', '--socket', socket]);
+  assert.equal(r.code, 1, 'named, the daemon is asked, and it is gone');
+  assert.match(r.stderr, /cannot reach the daemon/);
+});

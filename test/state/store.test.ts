@@ -169,3 +169,23 @@ test('active bans listed as JSON by SQLite, oldest first, exactly as JSON.string
   assert.equal(store.activeListingRange(store.activeListingEnd(null, 3), null), null, 'nothing after the last');
   store.close();
 });
+
+test('a read-only store opens only an existing database of this schema, and cannot write', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-ro-'));
+  try {
+    assert.throws(() => Store.openReadOnly(dir), /cannot read the state database .*state\.db/);
+    const writer = Store.open(dir);
+    writer.commit({ bans: [ban('198.51.100.9', 1_700_000_000_000, null)] });
+    const reader = Store.openReadOnly(dir);
+    assert.equal(JSON.parse(`[${reader.activeListingRange(null, null)!.toString()}]`)[0].target, '198.51.100.9');
+    assert.throws(() => reader.commit({ bans: [ban('198.51.100.10', 1_700_000_000_000, null)] }), /readonly|read-only/i);
+    reader.close();
+    writer.close();
+    const db = new Database(join(dir, 'state.db'));
+    db.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    db.close();
+    assert.throws(() => Store.openReadOnly(dir), new RegExp(`schema version 1, this Portcullis reads ${SCHEMA_VERSION}; the daemon migrates it`));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
