@@ -210,6 +210,7 @@ export class Store {
       addBan: db.prepare('INSERT INTO bans(target, jail, created, until, reason, origin, evidence) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       activeBans: db.prepare<[], BanRow>('SELECT * FROM bans WHERE active = 1 ORDER BY created, id'),
       bansInForce: db.prepare<[number], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1 AND (until IS NULL OR until > ?)'),
+      bansExpired: db.prepare<[number], { target: string; jail: string }>('SELECT target, jail FROM bans WHERE active = 1 AND until IS NOT NULL AND until <= ?'),
       activeListingRange: db.prepare<[ListingRange], Buffer | null>(ACTIVE_LISTING_RANGE_SQL).pluck(),
       activeListingEnd: db.prepare<[{ created: number; id: number; limit: number }], ListingKey>(`SELECT created, id FROM bans
         WHERE active = 1 AND (created, id) > (@created, @id) ORDER BY created, id LIMIT 1 OFFSET @limit - 1`),
@@ -332,6 +333,11 @@ export class Store {
   /** Active bans not yet expired at `now`, only what a firewall needs: the periodic reconcile reads them all, so no evidence. */
   bansInForce(now: number): Array<{ target: string; jail: string; until: number | null }> {
     return this.stmts.bansInForce.all(now);
+  }
+
+  /** Active bans whose time is up at `now` (to lift them at start). */
+  bansExpired(now: number): Array<{ target: string; jail: string }> {
+    return this.stmts.bansExpired.all(now);
   }
 
   /**
