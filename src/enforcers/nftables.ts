@@ -191,8 +191,16 @@ export class NftablesEnforcer implements Enforcer {
       if (!set) continue;
       const owner = /^(.+)_v(4|6)(_net)?$/.exec(set.name);
       if (!owner) continue;
-      for (const element of parseElements(set, now, this.warn)) {
-        entries.push({ target: formatNetwork(element.net), jail: owner[1]!, until: element.until });
+      const jail = owner[1]!;
+      for (const raw of set.elem ?? []) {
+        const { value, until } = elementValue(raw, now);
+        // A million of these at a drift check: a dotted quad is its own target, without a Network object and its text.
+        if (typeof value === 'string' && CANONICAL_IPV4.test(value)) {
+          entries.push({ target: value, jail, until });
+          continue;
+        }
+        const net = elementNetwork(raw, value, set.name, this.warn);
+        if (net !== null) entries.push({ target: formatNetwork(net), jail, until });
       }
     }
     return entries;
@@ -641,24 +649,29 @@ function elements(verb: 'add' | 'delete', set: string, items: readonly string[])
 function parseElements(set: NftSet, now: number, warn: (m: string) => void): SetElement[] {
   const out: SetElement[] = [];
   for (const raw of set.elem ?? []) {
-    let value: unknown = raw;
-    let until: number | null = null;
-    if (isObject(raw) && isObject(raw.elem)) {
-      value = raw.elem.val;
-      if (typeof raw.elem.expires === 'number') until = now + raw.elem.expires * 1000;
-      else if (typeof raw.elem.timeout === 'number') until = now + raw.elem.timeout * 1000;
-    }
-    let text: string | null = null;
-    if (typeof value === 'string') text = value;
-    else if (isObject(value) && isObject(value.prefix)) text = `${String(value.prefix.addr)}/${String(value.prefix.len)}`;
-    const net = text === null ? null : parseNetworkOrNull(text);
-    if (net === null) {
-      warn(`ignoring element ${JSON.stringify(raw)} of set ${set.name}: not an address or CIDR`);
-      continue;
-    }
-    out.push({ net, until });
+    const { value, until } = elementValue(raw, now);
+    const net = elementNetwork(raw, value, set.name, warn);
+    if (net !== null) out.push({ net, until });
   }
   return out;
+}
+
+/** An element's value (string or `{prefix}`) and when it expires (null: never). */
+function elementValue(raw: unknown, now: number): { value: unknown; until: number | null } {
+  if (!isObject(raw) || !isObject(raw.elem)) return { value: raw, until: null };
+  const elem = raw.elem;
+  const until = typeof elem.expires === 'number' ? now + elem.expires * 1000 : typeof elem.timeout === 'number' ? now + elem.timeout * 1000 : null;
+  return { value: elem.val, until };
+}
+
+/** The network an element's value names; null, with a warning, when it is not an address or CIDR. */
+function elementNetwork(raw: unknown, value: unknown, setName: string, warn: (m: string) => void): Network | null {
+  let text: string | null = null;
+  if (typeof value === 'string') text = value;
+  else if (isObject(value) && isObject(value.prefix)) text = `${String(value.prefix.addr)}/${String(value.prefix.len)}`;
+  const net = text === null ? null : parseNetworkOrNull(text);
+  if (net === null) warn(`ignoring element ${JSON.stringify(raw)} of set ${setName}: not an address or CIDR`);
+  return net;
 }
 
 function parseNetworkOrNull(text: string): Network | null {
