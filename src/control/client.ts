@@ -48,15 +48,13 @@ export function streamDaemonResult(socketPath: string, cmd: string, out: ResultS
       if (data.length === 0) return;
       const done = data[data.length - 1] === 10;
       let flowing = true;
-      if (data.length >= 2) {
-        if (tail.length > 0) flowing = out.write(tail);
-        if (data.length > 2) flowing = out.write(data.subarray(0, data.length - 2)) && flowing;
-        tail = Buffer.from(data.subarray(data.length - 2));
-      } else {
-        const all = Buffer.concat([tail, data]);
-        if (all.length > 2) flowing = out.write(all.subarray(0, all.length - 2));
-        tail = all.subarray(all.length - 2);
-      }
+      let rest = data;
+      // A one-byte chunk joins the held-back tail; a longer one lets the tail go first.
+      if (data.length < 2) rest = Buffer.concat([tail, data]);
+      else if (tail.length > 0) flowing = out.write(tail);
+      const cut = rest.length - 2;
+      if (cut > 0) flowing = out.write(rest.subarray(0, cut)) && flowing;
+      tail = Buffer.from(rest.subarray(Math.max(0, cut)));
       if (!flowing) {
         sock.pause();
         out.once('drain', () => sock.resume());

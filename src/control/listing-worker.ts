@@ -5,7 +5,8 @@ import { ACTIVE_LISTING_RANGE_SQL, type ListingRange } from '../state/store.js';
 /**
  * A worker thread of `banned --json` (see banned.ts): builds pages of the
  * listing with a read-only connection of its own, so that SQLite formats
- * pages on several cores while the daemon's thread sends them in order.
+ * pages on several cores while the calling thread (the daemon's or the CLI's)
+ * writes them out in order.
  */
 
 export interface ListingJob extends ListingRange {

@@ -42,8 +42,6 @@ export function parseJournalWake(value: string): number | null | undefined {
 export interface JournalWakerOptions {
   /** Directories holding journal files, directly or in per-machine subdirectories (`/var/log/journal`). */
   directories: readonly string[];
-  /** Journal files named one by one (journalctl `--file`). */
-  files?: readonly string[];
   /** Poll interval while the journal is busy. */
   intervalMs: number;
   /** Poll interval after `idleAfterMs` without a new entry. Default 50 ms (or intervalMs if longer). */
@@ -84,7 +82,6 @@ interface Watched {
 
 export class JournalWaker {
   private readonly directories: readonly string[];
-  private readonly files: readonly string[];
   private readonly intervalMs: number;
   private readonly idleIntervalMs: number;
   private readonly idleAfterMs: number;
@@ -100,7 +97,6 @@ export class JournalWaker {
 
   constructor(options: JournalWakerOptions) {
     this.directories = options.directories;
-    this.files = options.files ?? [];
     this.intervalMs = Math.max(1, options.intervalMs);
     this.idleIntervalMs = Math.max(this.intervalMs, options.idleIntervalMs ?? 50);
     this.idleAfterMs = options.idleAfterMs ?? 1000;
@@ -235,7 +231,6 @@ export class JournalWaker {
   }
 
   private *activeFiles(): Generator<string> {
-    yield* this.files;
     for (const dir of this.directories) {
       let names: string[];
       try {
