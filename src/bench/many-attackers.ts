@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { replayDefaults } from '../config/load.js';
-import { Pipeline } from '../daemon/pipeline.js';
+import { Pipeline, stateChangesOf } from '../daemon/pipeline.js';
 import { EnvelopeParser } from '../sources/envelope.js';
 import { Store } from '../state/store.js';
 import { rng } from './generate.js';
@@ -49,11 +49,11 @@ function child(withStore: boolean): ChildResult {
   const store = withStore ? Store.open(dir) : null;
   const pipeline = new Pipeline({
     jails, globalIgnore: [], mode: 'live', origin: 'bench', includeHostAddresses: false, now: () => clock,
-    ...(store ? { failureLog: { nextId: store.nextFailureId(), lines: (ids: readonly number[]) => store.failureLines(ids) } } : {}),
+    ...(store ? { failureLog: { nextId: store.nextFailureId() } } : {}),
   });
   const commit = (): void => {
     const out = pipeline.take();
-    store?.commit({ failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
+    store?.commit(stateChangesOf(out));
   };
   pipeline.addRoute('bench', ['sshd']);
   const parser = new EnvelopeParser({ now: () => clock });

@@ -12,7 +12,7 @@ import { Fleet, type FleetStatus } from '../fleet/fleet.js';
 import type { Checkpoint, SourceBatch, SourceStatus } from '../sources/source.js';
 import { Store, type BanRecord, type StateChanges } from '../state/store.js';
 import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
-import { Pipeline, type DefenceExplanation, type DefenceStatus } from './pipeline.js';
+import { Pipeline, stateChangesOf, type DefenceExplanation, type DefenceStatus } from './pipeline.js';
 import { buildSources, type RoutedSource } from './sources.js';
 import { KernelDefences, type AllowlistStatus } from './kernel-defences.js';
 import type { KernelBan } from '../enforcers/nftables-limits.js';
@@ -156,7 +156,7 @@ export class Daemon {
       allowlist: config.allowlist ?? [], allowlistResolver: this.kernel.resolver,
       jails, globalIgnore: config.ignoreip, mode: 'live', origin: this.node, onEvent: (e) => this.events.emit('event', e),
       banCounts: (target, jail) => this.store.banCount(target, jail), onNotice: (m) => log.warn(m),
-      failureLog: { nextId: this.store.nextFailureId(), lines: (ids) => this.store.failureLines(ids) },
+      failureLog: { nextId: this.store.nextFailureId() },
     });
     const assignments = createEnforcers(config, jails, { dryRun: options.dryRun ?? false, log });
     this.kernel.useEnforcers(jails, assignments);
@@ -229,15 +229,7 @@ export class Daemon {
     this.uncommittedLines = 0;
     if (this.backlogCommit) clearTimeout(this.backlogCommit);
     this.backlogCommit = null;
-    const changes: StateChanges = {
-      ...extra,
-      checkpoints,
-      failuresAdded: out.failuresAdded,
-      failuresConsumed: out.failuresConsumed,
-      failuresCleared: out.failuresCleared,
-      bans: out.decisions.filter((d) => d.action === 'ban'),
-      unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),
-    };
+    const changes: StateChanges = { ...extra, checkpoints, ...stateChangesOf(out) };
     try {
       this.store.commit(changes);
       if (this.lastCommitError) this.options.log.info('state database writable again');

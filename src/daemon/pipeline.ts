@@ -13,7 +13,7 @@ import { createFilter } from '../filters/index.js';
 import { createFail2banFilter, isFail2banFilterSpec } from '../fail2ban/fail2ban-filter.js';
 import { Allowlist, type AllowlistEntry, type AllowlistResolver } from '../policy/allowlist.js';
 import { ALL_JAILS, BanCounts, describeGrowth, grownBantime } from '../policy/bantime.js';
-import { FailureRows, type FailureRow } from '../state/store.js';
+import { FailureRows, type FailureRow, type StateChanges, type StoredEvidence } from '../state/store.js';
 
 /**
  * The detection pipeline shared by the daemon and `replay`: lines → filters →
@@ -58,11 +58,6 @@ export interface PipelineOptions {
 export interface FailureLog {
   /** The first id to hand out (ids increase for the life of the database). */
   nextId: number;
-  /**
-   * The stored lines of these failures (ids no longer stored are absent). Asked once per batch
-   * for every ban's older evidence: a flood's bans would otherwise cost a query per line.
-   */
-  lines(ids: readonly number[]): Map<number, string>;
 }
 
 export interface PipelineOutput {
@@ -72,11 +67,26 @@ export interface PipelineOutput {
   failuresConsumed: number[];
   /** An address's failures in a jail that stop counting (a ban, a long-window ban). */
   failuresCleared: Array<{ jail: string; address: string; before: number }>;
+  /** Bans' evidence lines still in the failure log (older than the batch), for the store's commit to fill in. */
+  evidenceToRead: StoredEvidence[];
+}
+
+/** What a batch's output changes in the store: its failures, bans (with the evidence to fill in) and unbans. */
+export function stateChangesOf(out: PipelineOutput): StateChanges {
+  return {
+    failuresAdded: out.failuresAdded,
+    failuresConsumed: out.failuresConsumed,
+    failuresCleared: out.failuresCleared,
+    bans: out.decisions.filter((d) => d.action === 'ban'),
+    evidenceToRead: out.evidenceToRead,
+    unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),
+  };
 }
 
 const EMPTY_OUTPUT: PipelineOutput = Object.freeze({
   decisions: Object.freeze([]) as unknown as Decision[], failuresAdded: new FailureRows(),
   failuresConsumed: Object.freeze([]) as unknown as number[], failuresCleared: Object.freeze([]) as unknown as PipelineOutput['failuresCleared'],
+  evidenceToRead: Object.freeze([]) as unknown as StoredEvidence[],
 });
 
 export interface JailStats {
@@ -169,13 +179,11 @@ export class Pipeline {
   /** The recidive jail (fed with every other jail's bans), when enabled. */
   private readonly recidive: JailRuntime | null;
   private siegesActive = 0;
-  private out: PipelineOutput = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [] };
+  private out: PipelineOutput = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [], evidenceToRead: [] };
   private readonly failureLog: FailureLog | null;
   private nextFailureId: number;
   /** The first failure id of the batch not yet taken: ids from here on are in out.failuresAdded, in order. */
   private batchFirstId: number;
-  /** Evidence of this batch's bans still to be read from the failure log (ids older than the batch), filled in by take(). */
-  private evidenceToRead: Array<{ lines: string[]; ids: number[] }> = [];
   linesProcessed = 0;
   linesMatched = 0;
 
@@ -339,27 +347,16 @@ export class Pipeline {
 
   /**
    * A trip's lines: held by the counter, or by id in this batch's rows or (older) the failure log.
-   * Older lines are read for the whole batch at once in take(); until then they are placeholders.
+   * Older lines are placeholders until the batch's commit reads them all at once (StoredEvidence).
    */
   private evidenceOf(trip: Trip<string | number>): string[] {
     if (this.failureLog === null) return trip.evidence as string[];
     const ids = trip.evidence as number[];
     const stored = ids.filter((id) => id < this.batchFirstId);
     const lines: string[] = stored.map(() => '');
-    if (stored.length > 0) this.evidenceToRead.push({ lines, ids: stored });
+    if (stored.length > 0) this.out.evidenceToRead.push({ lines, ids: stored });
     for (const id of ids) if (id >= this.batchFirstId) lines.push(this.out.failuresAdded.lines[id - this.batchFirstId]!);
     return lines;
-  }
-
-  private readEvidence(log: FailureLog): void {
-    const pending = this.evidenceToRead;
-    this.evidenceToRead = [];
-    const found = log.lines(pending.flatMap((p) => p.ids));
-    for (const { lines, ids } of pending) {
-      // Lines pruned meanwhile are left out; the batch's own lines follow the stored ones.
-      const stored = ids.flatMap((id) => found.get(id) ?? []);
-      lines.splice(0, ids.length, ...stored);
-    }
   }
 
   /** The jail's base ban time now: a siege may lengthen it. */
@@ -605,11 +602,10 @@ export class Pipeline {
   /** Takes (and resets) what the lines processed since the last call decided and changed. */
   take(): PipelineOutput {
     const out = this.out;
-    if (this.evidenceToRead.length > 0) this.readEvidence(this.failureLog!);
     this.batchFirstId = this.nextFailureId;
     // Most lines decide nothing: hand back the same empty output rather than allocate per line.
     if (out.decisions.length === 0 && out.failuresAdded.length === 0 && out.failuresCleared.length === 0) return EMPTY_OUTPUT;
-    this.out = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [] };
+    this.out = { decisions: [], failuresAdded: new FailureRows(), failuresConsumed: [], failuresCleared: [], evidenceToRead: [] };
     return out;
   }
 

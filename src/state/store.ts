@@ -169,6 +169,16 @@ export class FailureRows {
 
 const EMPTY_ROWS = new FailureRows();
 
+/**
+ * A ban's evidence lines that are in the failure log: `lines` (the ban's evidence array) starts with
+ * one placeholder per id; the commit replaces them with the stored lines, before the ban row is
+ * written, and leaves out lines pruned meanwhile.
+ */
+export interface StoredEvidence {
+  lines: string[];
+  ids: number[];
+}
+
 /** Everything one batch of lines (or one control command) changes, committed atomically. */
 export interface StateChanges {
   checkpoints?: Checkpoint[];
@@ -182,6 +192,8 @@ export interface StateChanges {
   /** Every failure of an address in a jail up to `before` (ms) stops counting: not restored after a restart. */
   failuresCleared?: Array<{ jail: string; address: string; before: number }>;
   bans?: Decision[];
+  /** Placeholders in the evidence of `bans` to fill from the failure log, all read in one query. */
+  evidenceToRead?: StoredEvidence[];
   unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
 }
 
@@ -293,6 +305,7 @@ export class Store {
       this.addFailures(added, consumed);
       for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
       for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
+      if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
       for (const b of changes.bans ?? []) {
         s.closeBan.run(b.time, 'replaced by a new ban', b.jail, b.target);
         s.addBan.run(b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? []));
@@ -324,6 +337,14 @@ export class Store {
       }
     }
     for (let p = 0; p < params.length; p += 5) this.stmts.addFailure.run(params.slice(p, p + 5));
+  }
+
+  private fillEvidence(pending: readonly StoredEvidence[]): void {
+    const found = this.failureLines(pending.flatMap((p) => p.ids));
+    for (const { lines, ids } of pending) {
+      // Lines pruned meanwhile are left out; the batch's own lines follow the stored ones.
+      lines.splice(0, ids.length, ...ids.flatMap((id) => found.get(id) ?? []));
+    }
   }
 
   activeBans(): BanRecord[] {

@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configFromFiles } from '../../src/config/load.js';
 import type { Decision } from '../../src/core/types.js';
-import { Pipeline } from '../../src/daemon/pipeline.js';
+import { Pipeline, stateChangesOf } from '../../src/daemon/pipeline.js';
 import { EnvelopeParser } from '../../src/sources/envelope.js';
-import { Store } from '../../src/state/store.js';
+import { FailureRows, Store } from '../../src/state/store.js';
 
 const NOW = new Date(2024, 5, 15, 12, 0, 0).getTime();
 
@@ -136,35 +136,36 @@ test('sshd: maxretry counts attempts, not the several lines one attempt writes',
   assert.deepEqual(one.decisions, []);
 });
 
-test('with a failure log, a ban\'s evidence is read back by id once per batch, in order, without lines pruned meanwhile', () => {
+test('with a failure log, a ban\'s older evidence is filled in by the commit, read by id once per batch, in order, without lines pruned meanwhile', () => {
   const config = configFromFiles([{ file: 't.yaml', text: 'jails:\n  sshd: { maxretry: 4, findtime: 10m }\n' }]);
   const jails = config.jails.filter((j) => j.enabled);
-  const log = new Map<number, string>();
+  const store = Store.open(':memory:');
+  store.commit({ failuresAdded: FailureRows.of([{ id: 9, jail: 'sshd', address: '192.0.2.1', time: 0, line: 'earlier' }]) });
   const asked: number[][] = [];
-  const pipeline = new Pipeline({
-    jails, globalIgnore: [], mode: 'live', origin: 'test', now: () => NOW, includeHostAddresses: false,
-    failureLog: { nextId: 10, lines: (ids) => { asked.push([...ids]); return new Map(ids.flatMap((id) => (log.has(id) ? [[id, log.get(id)!] as const] : []))); } },
-  });
+  const read = store.failureLines.bind(store);
+  store.failureLines = (ids) => { asked.push([...ids]); return read(ids); };
+  const pipeline = new Pipeline({ jails, globalIgnore: [], mode: 'live', origin: 'test', now: () => NOW, includeHostAddresses: false, failureLog: { nextId: store.nextFailureId() } });
   pipeline.addRoute('r', ['sshd']);
   const parser = new EnvelopeParser({ now: () => NOW });
   const feed = (lines: string[]): Decision[] => {
     for (const l of lines) pipeline.process(parser.parse(l, 'test'), 'r');
     const out = pipeline.take();
-    out.failuresAdded.ids.forEach((id, i) => log.set(id, out.failuresAdded.lines[i]!));
-    for (const id of out.failuresConsumed) log.delete(id);
+    store.commit(stateChangesOf(out));
     return out.decisions;
   };
   const a = (t: string): string => fail(t, '198.51.100.7');
   const b = (t: string): string => fail(t, '2001:db8::9');
-  assert.deepEqual(feed([a('10:00:00'), b('10:00:00'), a('10:00:01')]), []);
+  assert.deepEqual(feed([a('10:00:00'), b('09:59:59'), a('10:00:01')]), []);
   assert.deepEqual(feed([b('10:00:02'), a('10:00:02')]), []);
-  log.delete(11); // b's first line pruned meanwhile
+  store.pruneFailures(new Date(2024, 5, 15, 10, 0, 0).getTime()); // b's first line pruned meanwhile
   const decisions = feed([b('10:00:03'), a('10:00:03'), b('10:00:04')]);
   assert.deepEqual(decisions.map((d) => d.target), ['198.51.100.7', '2001:db8::9']);
   assert.deepEqual(decisions[0]!.evidence, [a('10:00:00'), a('10:00:01'), a('10:00:02'), a('10:00:03')]);
   assert.deepEqual(decisions[1]!.evidence, [b('10:00:02'), b('10:00:03'), b('10:00:04')]);
-  // One read for the batch, both bans' older ids together.
+  // One read for the batch, both bans' older ids together; the stored ban rows hold the same lines.
   assert.deepEqual(asked, [[10, 12, 14, 11, 13]]);
+  assert.deepEqual(store.activeBans().map((r) => r.evidence), decisions.map((d) => d.evidence));
+  store.close();
 });
 
 test('a ban writes a tombstone only for failures already on disk, or when its jail has a long window', () => {
@@ -172,7 +173,7 @@ test('a ban writes a tombstone only for failures already on disk, or when its ja
     const config = configFromFiles([{ file: 't.yaml', text: yaml }]);
     const p = new Pipeline({
       jails: config.jails.filter((j) => j.enabled), globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false,
-      failureLog: { nextId: 1, lines: () => new Map() },
+      failureLog: { nextId: 1 },
     });
     p.addRoute('r', ['sshd']);
     const parser = new EnvelopeParser({ now: () => NOW });
@@ -200,7 +201,7 @@ test('failures that ended in a ban do not count again after a restart, once the 
   const lifetime = (restoreAt: number | null): ((line: string) => string[]) => {
     const p = new Pipeline({
       jails, globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false,
-      failureLog: { nextId: store.nextFailureId(), lines: (ids) => store.failureLines(ids) },
+      failureLog: { nextId: store.nextFailureId() },
     });
     p.addRoute('r', ['sshd']);
     if (restoreAt !== null) p.restore(store.activeBans().filter((b) => b.until === null || b.until > restoreAt), store.failuresSince(restoreAt - 3_600_000), []);
@@ -208,7 +209,7 @@ test('failures that ended in a ban do not count again after a restart, once the 
     return (line) => {
       p.process(parser.parse(line, 't'), 'r');
       const out = p.take();
-      store.commit({ failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared, bans: out.decisions.filter((d) => d.action === 'ban') });
+      store.commit(stateChangesOf(out));
       return out.decisions.map((d) => `${d.action} ${d.target} ${d.evidence!.length}`);
     };
   };

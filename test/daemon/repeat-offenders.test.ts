@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configFromFiles } from '../../src/config/load.js';
 import type { Decision } from '../../src/core/types.js';
-import { Pipeline } from '../../src/daemon/pipeline.js';
+import { Pipeline, stateChangesOf } from '../../src/daemon/pipeline.js';
 import { EnvelopeParser } from '../../src/sources/envelope.js';
 import { Store } from '../../src/state/store.js';
 import { brief, iso, replayLines, sshFail } from '../helpers/replay.js';
@@ -71,7 +71,7 @@ jails:
     const lifetime = (store: Store, restoreAt: number | null) => {
       const p = new Pipeline({
         jails, globalIgnore: [], mode: 'replay', origin: 'test', includeHostAddresses: false, banCounts: (t, j) => store.banCount(t, j),
-        failureLog: { nextId: store.nextFailureId(), lines: (ids) => store.failureLines(ids) },
+        failureLog: { nextId: store.nextFailureId() },
       });
       p.addRoute('r', jails.map((j) => j.name));
       if (restoreAt !== null) {
@@ -82,11 +82,7 @@ jails:
         if (line !== null) p.process(parser.parse(line, 't'), 'r');
         if (expireAt !== undefined) p.expire(expireAt);
         const out = p.take();
-        store.commit({
-          failuresAdded: out.failuresAdded, failuresConsumed: out.failuresConsumed, failuresCleared: out.failuresCleared,
-          bans: out.decisions.filter((d) => d.action === 'ban'),
-          unbans: out.decisions.filter((d) => d.action === 'unban').map((d) => ({ jail: d.jail, target: d.target, time: d.time, reason: d.reason })),
-        });
+        store.commit(stateChangesOf(out));
         return out.decisions;
       };
     };
