@@ -19,9 +19,10 @@ import { fmt, median, percentile, spread, type BenchSection } from './report.js'
  * jail, dry-run enforcer, SQLite state and HTTP server on) follows it.
  *
  * Lag: every 100 ms the daemon is asked where it stands (control command
- * `sources`: the consumed offset in the file); the lag is the age of the
- * oldest byte written but not yet consumed, from the writer's own record of
- * when it wrote which bytes. The answer's arrival time is used, so queueing in
+ * `sources`: the lines whose effects are committed and handed to the
+ * enforcers, not merely read); the lag is the age of the oldest line written
+ * but not yet committed, from the writer's own record of when it wrote which
+ * lines. The answer's arrival time is used, so queueing in
  * the daemon counts as lag too. Loss: lines read must equal lines written.
  * Correctness: the daemon's bans must be exactly those `replay` makes of the
  * same file. Environment: BENCH_FLOOD_RATE, BENCH_FLOOD_SECONDS,
@@ -76,7 +77,7 @@ function attackerAddress(i: number): string {
 
 /**
  * The writer process: appends the lines due every few ms until rate × seconds
- * lines are written, and reports each write on stdout as `time bytes lines`
+ * lines are written, and reports each write on stdout as `time lines`
  * (its own clock, so a slow reader of the reports changes nothing).
  */
 function runWriter(o: WriterOptions): void {
@@ -88,7 +89,6 @@ function runWriter(o: WriterOptions): void {
   const fd = openSync(o.path, 'a');
   const reports: string[] = [];
   let lines = 0;
-  let bytes = 0;
   let stampSecond = -1;
   let stamp = '';
   const start = nowMs();
@@ -112,9 +112,8 @@ function runWriter(o: WriterOptions): void {
       }
       const chunk = text.join('');
       writeSync(fd, chunk);
-      bytes += chunk.length; // ASCII only
       lines = due;
-      reports.push(`${nowMs()} ${bytes} ${lines}\n`);
+      reports.push(`${nowMs()} ${lines}\n`);
     }
     if (reports.length >= 20 || lines === total) writeSync(1, reports.splice(0).join(''));
     Atomics.wait(sleeper, 0, 0, WRITE_TICK_MS);
@@ -124,16 +123,14 @@ function runWriter(o: WriterOptions): void {
 
 if (process.env[WRITER_ENV] && process.argv[1] === here) runWriter(JSON.parse(process.env[WRITER_ENV]) as WriterOptions);
 
-/** The writer's reports: when it had written how many bytes and lines. */
+/** The writer's reports: when it had written how many lines. */
 class WriterRecord {
   readonly times: number[] = [];
-  readonly bytes: number[] = [];
   readonly lines: number[] = [];
 
   add(report: string): void {
-    const [t, b, l] = report.split(' ').map(Number) as [number, number, number];
+    const [t, l] = report.split(' ').map(Number) as [number, number];
     this.times.push(t);
-    this.bytes.push(b);
     this.lines.push(l);
   }
 
@@ -147,16 +144,16 @@ class WriterRecord {
     return n < 2 ? 0 : (this.lines[n - 1]! - this.lines[0]!) / ((this.times[n - 1]! - this.times[0]!) / 1000);
   }
 
-  /** Seconds between `at` and the write of the oldest byte beyond `offset`; 0 when nothing written was unread. */
-  lagSeconds(offset: number, at: number): number {
+  /** Seconds between `at` and the write of the oldest line after the first `done`; 0 when every line written was done. */
+  lagSeconds(done: number, at: number): number {
     let lo = 0;
-    let hi = this.bytes.length;
+    let hi = this.lines.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (this.bytes[mid]! > offset) hi = mid;
+      if (this.lines[mid]! > done) hi = mid;
       else lo = mid + 1;
     }
-    if (lo === this.bytes.length || this.times[lo]! > at) return 0;
+    if (lo === this.lines.length || this.times[lo]! > at) return 0;
     return (at - this.times[lo]!) / 1000;
   }
 }
@@ -240,23 +237,25 @@ async function floodOnce(): Promise<RunResult> {
     let writerDone = false;
     void writerExit.then(() => (writerDone = true));
 
-    // Positions are sampled now and turned into lags once the writer's record is complete.
-    const samples: Array<{ at: number; offset: number }> = [];
+    // Progress is sampled now and turned into lags once the writer's record is complete.
+    const samples: Array<{ at: number; committed: number }> = [];
     let linesRead = 0;
+    let linesCommitted = 0;
     let writerDoneAt: number | null = null;
     let catchUp: number | null = null;
     for (;;) {
       const asked = nowMs();
       const sources = (await callDaemon(socket, 'sources')) as SourceStatus[];
       const answered = nowMs();
-      samples.push({ at: answered, offset: sources.flatMap((s) => s.items).find((i) => i.name === log)?.offset ?? 0 });
       linesRead = sources.reduce((n, s) => n + s.linesRead, 0);
+      linesCommitted = sources.reduce((n, s) => n + (s.linesCommitted ?? 0), 0);
+      samples.push({ at: answered, committed: linesCommitted });
       if (writerDoneAt === null && writerDone) {
         if ((await writerExit) !== 0) throw new Error('the flood writer failed');
         writerDoneAt = answered;
       }
       if (writerDoneAt !== null) {
-        if (linesRead >= record.linesWritten) {
+        if (linesCommitted >= record.linesWritten) {
           catchUp = (answered - writerDoneAt) / 1000;
           break;
         }
@@ -266,9 +265,8 @@ async function floodOnce(): Promise<RunResult> {
       await sleep(SAMPLE_MS - (nowMs() - asked));
     }
     const firstWrite = record.times[0] ?? Infinity;
-    const lagSamples = samples.filter((s) => s.at >= firstWrite).map((s) => record.lagSeconds(s.offset, s.at));
+    const lagSamples = samples.filter((s) => s.at >= firstWrite).map((s) => record.lagSeconds(s.committed, s.at));
     const rss = peakRssMb(daemon.pid!);
-    await callDaemon(socket, 'ping'); // every batch read so far is committed when the daemon answers
     const live = new Set(((await callDaemon(socket, 'banned', {}, 120_000)) as Array<{ jail: string; target: string }>).map((b) => `${b.jail} ${b.target}`));
     daemon.kill('SIGTERM');
     await waitForExit(daemon, 30_000);

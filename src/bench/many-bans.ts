@@ -29,11 +29,14 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 export async function manyBans(): Promise<BenchSection> {
   const burst: number[] = [];
   for (let i = 0; i < RUNS; i++) burst.push(await burstRun());
+  const burstRow = { name: `${fmt(BURST)} attack lines → all in the set`, value: spread(burst, 'ms'), target: '≤ 2 s', met: median(burst) <= 2000 };
+  // BENCH_RESTORE=0: the burst alone, for a quick look.
+  if (RESTORE === 0) return { title: `Many bans: ${fmt(BURST)} arriving together`, rows: [burstRow], json: { burst } };
   const restore = await restoreAndQuery();
   return {
     title: `Many bans: ${fmt(BURST)} arriving together, ${fmt(RESTORE)} restored at start and listed`,
     rows: [
-      { name: `${fmt(BURST)} attack lines → all in the set`, value: spread(burst, 'ms'), target: '≤ 2 s', met: median(burst) <= 2000 },
+      burstRow,
       { name: `${fmt(RESTORE)} bans restored into an empty set`, value: `${spread(restore.restore, 'ms')}; ${fmt(restore.inKernel)} elements in the set`, target: '≤ 30 s', met: median(restore.restore) <= 30_000 && restore.inKernel === RESTORE },
       { name: `daemon memory (RSS) with ${fmt(RESTORE)} bans`, value: `${restore.rssAfterRestore.toFixed(0)} MB after the restore, ${restore.rssAtRest.toFixed(0)} MB after the first drift check (it took ${restore.driftCheckTook} s; over ${(restore.driftCheckMs / 1000).toFixed(0)} s after the restore)` },
       { name: `portcullis status, ${fmt(RESTORE)} bans`, value: spread(restore.status, 'ms'), target: '< 1 s', met: median(restore.status) < 1000 },

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorker } from '../core/worker.js';
 import { listingRange, type ListingKey, type Store } from '../state/store.js';
 import type { ListingJob, ListingResult } from './listing-worker.js';
 
@@ -75,7 +76,7 @@ class PageWorkers {
 
   constructor(databasePath: string, threads: number) {
     this.workers = Array.from({ length: threads }, () => {
-      const worker = startWorker(databasePath);
+      const worker = startWorker(import.meta.url, 'listing-worker', { path: databasePath });
       worker.on('message', (result: ListingResult) => {
         const w = this.waiting.get(result.page);
         this.waiting.delete(result.page);
@@ -114,12 +115,4 @@ class PageWorkers {
     for (const w of this.waiting.values()) w.reject(err);
     this.waiting.clear();
   }
-}
-
-function startWorker(databasePath: string): Worker {
-  const workerData = { path: databasePath };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./listing-worker.js', import.meta.url), { workerData });
-  // Run from TypeScript sources (the tests, under tsx): a worker does not inherit tsx's loader, so it registers it first.
-  const entry = JSON.stringify(new URL('./listing-worker.ts', import.meta.url).href);
-  return new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${entry}); });`, { eval: true, workerData });
 }

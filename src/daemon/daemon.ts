@@ -9,8 +9,9 @@ import type { Decision, Event } from '../core/types.js';
 import type { BanEntry } from '../enforcers/enforcer.js';
 import { createEnforcers } from '../enforcers/index.js';
 import { Fleet, type FleetStatus } from '../fleet/fleet.js';
-import type { Checkpoint, SourceBatch, SourceStatus } from '../sources/source.js';
+import type { Checkpoint, Source, SourceBatch, SourceStatus } from '../sources/source.js';
 import { Store, type BanRecord, type StateChanges } from '../state/store.js';
+import { createStateWriter, type StateWriter } from '../state/store-writer.js';
 import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
 import { Pipeline, stateChangesOf, type DefenceExplanation, type DefenceStatus } from './pipeline.js';
 import { buildSources, type RoutedSource } from './sources.js';
@@ -122,6 +123,8 @@ const DECISIONS_LOGGED_PER_SECOND = 100;
 export class Daemon {
   readonly events = new EventEmitter<DaemonEvents>();
   readonly store: Store;
+  /** Where batches are committed: a thread of its own, so that a flood's SQLite work runs beside the pipeline. */
+  private readonly writer: StateWriter;
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
   private readonly sources: RoutedSource[];
@@ -141,6 +144,9 @@ export class Daemon {
   private uncommittedLines = 0;
   private uncommittedSince = 0;
   private backlogCommit: NodeJS.Timeout | null = null;
+  /** Per source id: lines handed to the pipeline, and of those the lines whose commit is done. */
+  private readonly linesTaken = new Map<string, number>();
+  private linesCommitted = new Map<string, number>();
   private decisionsLoggable = DECISIONS_LOGGED_PER_SECOND;
   /** `jail\0action` → bans or unbans made this second but not logged one by one. */
   private readonly decisionsUnlogged = new Map<string, number>();
@@ -149,6 +155,7 @@ export class Daemon {
     const log = options.log;
     this.node = config.fleet?.node ?? hostname();
     this.store = Store.open(config.stateDir);
+    this.writer = createStateWriter(this.store, log);
     const jails = config.jails.filter((j) => j.enabled);
     if (jails.length === 0) log.warn('no jail is enabled: Portcullis watches nothing (enable one in the config, e.g. `jails: { sshd: { enabled: true } }`)');
     this.kernel = new KernelDefences(config, () => this.pipeline, (ban, reason) => this.recordKernelBan(ban, reason), log);
@@ -191,7 +198,9 @@ export class Daemon {
     }
     this.timers.push(setInterval(() => this.tick(), 1000));
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
-    this.timers.push(setInterval(() => this.store.pruneFailures(Date.now() - keepFailures), 3_600_000));
+    this.timers.push(setInterval(() => this.writer.commit({ pruneBefore: Date.now() - keepFailures }, (error) => {
+      if (error !== null) log.error(error);
+    }), 3_600_000));
     this.fleet?.start();
     this.running = true;
     this.events.emit('started');
@@ -199,6 +208,7 @@ export class Daemon {
   }
 
   private onBatch(batch: SourceBatch, routed: RoutedSource): void {
+    this.linesTaken.set(routed.source.id, (this.linesTaken.get(routed.source.id) ?? 0) + batch.lines.length);
     for (const line of batch.lines) {
       // Routes are made on first sight of a source (a file matched by a glob appears later).
       if (!this.pipeline.hasRoute(line.source)) this.pipeline.addRoute(line.source, routed.jailsFor(line.source));
@@ -219,8 +229,8 @@ export class Daemon {
   }
 
   /**
-   * Commits what the pipeline decided, with the positions of the lines it came from (the ban is
-   * on disk before the firewall sees it), then enforces.
+   * Commits what the pipeline decided, with the positions of the lines it came from, then enforces
+   * (the ban is on disk before the firewall sees it) and tells observers, once the commit is done.
    */
   private commitAndEnforce(extra: StateChanges = {}): void {
     const out = this.pipeline.take();
@@ -230,19 +240,22 @@ export class Daemon {
     if (this.backlogCommit) clearTimeout(this.backlogCommit);
     this.backlogCommit = null;
     const changes: StateChanges = { ...extra, checkpoints, ...stateChangesOf(out) };
-    try {
-      this.store.commit(changes);
-      if (this.lastCommitError) this.options.log.info('state database writable again');
-      this.lastCommitError = null;
-    } catch (e) {
-      // Enforce anyway: protecting the host matters more than the record; the position is not advanced,
-      // so after a restart these lines are read again.
-      this.lastCommitError = (e as Error).message;
-      this.options.log.error(this.lastCommitError);
-    }
-    for (const d of out.decisions) this.logDecision(d);
-    this.queue.submit(out.decisions);
-    for (const d of out.decisions) this.events.emit('decision', d);
+    const taken = new Map(this.linesTaken);
+    this.writer.commit(changes, (error) => {
+      this.linesCommitted = taken;
+      if (error === null) {
+        if (this.lastCommitError) this.options.log.info('state database writable again');
+        this.lastCommitError = null;
+      } else {
+        // Enforce anyway: protecting the host matters more than the record; the position is not advanced,
+        // so after a restart these lines are read again.
+        this.lastCommitError = error;
+        this.options.log.error(error);
+      }
+      for (const d of out.decisions) this.logDecision(d);
+      this.queue.submit(out.decisions);
+      for (const d of out.decisions) this.events.emit('decision', d);
+    });
   }
 
   private logDecision(d: Decision): void {
@@ -310,6 +323,7 @@ export class Daemon {
 
   /** Manual unban; `target` null lifts every ban. */
   unban(targetText: string | null, jail: string | null, origin: string): Decision[] {
+    if (targetText === null) this.writer.flush();
     const targets = targetText === null ? [...new Set(this.store.activeBans().map((b) => b.target))] : [canonicalTarget(targetText)];
     if (targets.includes(null)) throw new PortcullisError(`"${targetText}" is not an IPv4/IPv6 address or CIDR`, 2);
     const made: Decision[] = [];
@@ -328,6 +342,7 @@ export class Daemon {
   explain(addressText: string): Explanation {
     const address = canonicalTarget(addressText);
     if (address === null) throw new PortcullisError(`"${addressText}" is not an IPv4/IPv6 address or CIDR`, 2);
+    this.writer.flush();
     const history = this.store.history({ target: address, limit: 20 });
     // A prefix ban (netblock escalation, or a manual CIDR ban) that covers the address bans it too.
     const net = parseNetwork(address)!;
@@ -360,7 +375,7 @@ export class Daemon {
         ports: c.ports, protocol: c.protocol,
         failing: this.pipeline.failing(name), failuresTotal: j.stats.failures, ignoredTotal: j.stats.ignored,
         bannedNow: active.get(name) ?? 0, bannedTotal: totals.get(name) ?? 0,
-        sources: this.sources.filter((s) => s.jails.includes(name)).map((s) => s.source.status()),
+        sources: this.sources.filter((s) => s.jails.includes(name)).map((s) => this.statusOf(s.source)),
         defences: this.pipeline.defenceStatus(name),
       });
     }
@@ -378,7 +393,11 @@ export class Daemon {
 
   /** Where each source stands (positions, lag, lines read), without the ban tables: cheap enough to poll often. */
   sourceStatus(): SourceStatus[] {
-    return this.sources.map((s) => s.source.status());
+    return this.sources.map(({ source }) => this.statusOf(source));
+  }
+
+  private statusOf(source: Source): SourceStatus {
+    return { ...source.status(), linesCommitted: this.linesCommitted.get(source.id) ?? 0 };
   }
 
   /** Packets and bytes the firewall stopped per jail (enforcers that count: nftables). */
@@ -419,9 +438,10 @@ export class Daemon {
     this.commitAndEnforce();
   }
 
-  /** Resolves when every queued decision has reached the enforcers (tests, shutdown). */
-  settled(): Promise<void> {
-    return this.queue.idle();
+  /** Resolves when every decision made so far is committed and has reached the enforcers (tests, shutdown). */
+  async settled(): Promise<void> {
+    await this.writer.idle();
+    await this.queue.idle();
   }
 
   async stop(): Promise<void> {
@@ -432,6 +452,7 @@ export class Daemon {
     await this.fleet?.stop();
     await this.kernel.stop();
     this.commitAndEnforce();
+    await this.writer.close();
     this.logUnloggedDecisions();
     await this.queue.stop({ teardown: this.options.flushOnExit ?? false });
     this.store.close();

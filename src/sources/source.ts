@@ -42,6 +42,8 @@ export interface SourceStatus {
   /** Human-readable items: followed files, journal matches. */
   items: Array<{ name: string; state: string; offset?: number; size?: number; lagBytes?: number; lastLineAt?: number | null }>;
   linesRead: number;
+  /** Of those, the lines whose effects are committed and handed to the enforcers (set by the daemon). */
+  linesCommitted?: number;
   error: string | null;
 }
 

@@ -195,6 +195,8 @@ export interface StateChanges {
   /** Placeholders in the evidence of `bans` to fill from the failure log, all read in one query. */
   evidenceToRead?: StoredEvidence[];
   unbans?: Array<{ jail: string; target: string; time: number; reason: string }>;
+  /** Failures (and tombstones) older than this (ms) are deleted: the hourly prune. */
+  pruneBefore?: number;
 }
 
 
@@ -298,11 +300,47 @@ export class Store {
 
   /** Commits a batch's effects in one transaction. Throws PortcullisError (e.g. disk full) with nothing half-written. */
   commit(changes: StateChanges, now: number = Date.now()): void {
-    const s = this.stmts;
-    const tx = this.db.transaction(() => {
-      const added = changes.failuresAdded ?? EMPTY_ROWS;
-      const consumed = changes.failuresConsumed ?? [];
-      this.addFailures(added, consumed);
+    try {
+      this.applyInTransaction(changes, now);
+    } catch (e) {
+      throw this.writeError(e);
+    }
+  }
+
+  /**
+   * Commits several batches, in order, in one transaction, each in a savepoint of its own: a batch
+   * that fails is left out with its error, and if the transaction fails (disk full) every batch gets
+   * the error. A writer that has fallen behind catches up this way: the index pages a flood's bans
+   * dirty are written once per group, not once per batch.
+   */
+  commitGroup(batches: ReadonlyArray<{ changes: StateChanges; now: number }>): Array<string | null> {
+    const errors: Array<string | null> = batches.map(() => null);
+    try {
+      this.db.transaction(() => {
+        batches.forEach((b, i) => {
+          try {
+            this.applyInTransaction(b.changes, b.now);
+          } catch (e) {
+            errors[i] = this.writeError(e).message;
+          }
+        });
+      })();
+    } catch (e) {
+      const message = this.writeError(e).message;
+      return batches.map(() => message);
+    }
+    return errors;
+  }
+
+  private writeError(e: unknown): PortcullisError {
+    return new PortcullisError(`cannot write to the state database ${this.path}: ${(e as Error).message}; nothing from this batch was saved — free disk space or fix permissions, Portcullis retries`);
+  }
+
+  /** One batch's effects, in a transaction (a savepoint inside another). */
+  private applyInTransaction(changes: StateChanges, now: number): void {
+    this.db.transaction(() => {
+      const s = this.stmts;
+      this.addFailures(changes.failuresAdded ?? EMPTY_ROWS, changes.failuresConsumed ?? []);
       for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
       for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
       if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
@@ -311,12 +349,8 @@ export class Store {
         s.addBan.run(b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? []));
       }
       for (const c of changes.checkpoints ?? []) s.setPosition.run(c.key, c.value, now);
-    });
-    try {
-      tx();
-    } catch (e) {
-      throw new PortcullisError(`cannot write to the state database ${this.path}: ${(e as Error).message}; nothing from this batch was saved — free disk space or fix permissions, Portcullis retries`);
-    }
+      if (changes.pruneBefore !== undefined) this.pruneFailures(changes.pruneBefore);
+    })();
   }
 
   /**

@@ -1,0 +1,44 @@
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
+import { FailureRows, Store } from './store.js';
+import type { CommitJob, CommitReply, WriterThreadData } from './store-writer.js';
+
+/**
+ * The state writer thread (see ThreadWriter in store-writer.ts): commits the daemon's batches in
+ * order with a connection of its own, answers each with its outcome and filled-in evidence, then
+ * counts it as done in the shared Int32 (the daemon's thread may be blocked waiting on it). The
+ * batches that queued up while it was busy are committed together, in one transaction.
+ */
+
+const { dir, replies, done } = workerData as WriterThreadData;
+const doneSeq = new Int32Array(done);
+const store = Store.open(dir);
+const port = parentPort!;
+
+port.on('message', (first: CommitJob | null) => {
+  const jobs: CommitJob[] = [];
+  let closing = false;
+  for (let m: CommitJob | null | undefined = first; m !== undefined; m = receiveMessageOnPort(port)?.message as CommitJob | null | undefined) {
+    if (m === null) closing = true;
+    else jobs.push(m);
+  }
+  if (jobs.length > 0) commit(jobs);
+  if (closing) {
+    store.close();
+    replies.close();
+    port.close();
+  }
+});
+
+function commit(jobs: CommitJob[]): void {
+  for (const { changes } of jobs) {
+    // A structured clone keeps the fields, not the class.
+    if (changes.failuresAdded) Object.setPrototypeOf(changes.failuresAdded, FailureRows.prototype);
+  }
+  const errors = store.commitGroup(jobs);
+  jobs.forEach(({ seq, changes }, i) => {
+    const reply: CommitReply = { seq, error: errors[i]!, evidence: changes.evidenceToRead?.map((e) => e.lines) ?? null };
+    replies.postMessage(reply);
+  });
+  Atomics.store(doneSeq, 0, jobs[jobs.length - 1]!.seq);
+  Atomics.notify(doneSeq, 0);
+}

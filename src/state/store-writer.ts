@@ -1,0 +1,225 @@
+import { dirname } from 'node:path';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
+import type { Logger } from '../core/log.js';
+import { startWorker } from '../core/worker.js';
+import type { StateChanges, Store } from './store.js';
+
+/** Called once a commit is on disk (`error` null) or failed (the message says why and what to do). */
+export type CommitDone = (error: string | null) => void;
+
+/**
+ * Where the daemon's commits go. Commits are applied in the order handed in, and each `done` runs on
+ * the calling thread in that order, after the commit's bans have their stored evidence filled in.
+ */
+export interface StateWriter {
+  readonly mode: 'thread' | 'inline';
+  commit(changes: StateChanges, done: CommitDone): void;
+  /** Blocks the calling thread until every commit handed in is done (shutdown; reads that must see them). */
+  flush(): void;
+  /** Resolves once every commit handed in so far is done. */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Commits on the calling thread: for an in-memory store, which no other thread can open. */
+export class InlineWriter implements StateWriter {
+  readonly mode = 'inline';
+
+  constructor(private readonly store: Store) {}
+
+  commit(changes: StateChanges, done: CommitDone): void {
+    done(commitOrError(this.store, changes, Date.now()));
+  }
+
+  flush(): void {}
+
+  async idle(): Promise<void> {}
+
+  async close(): Promise<void> {}
+}
+
+export function commitOrError(store: Store, changes: StateChanges, now: number): string | null {
+  try {
+    store.commit(changes, now);
+    return null;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** A commit as the writer thread gets it. */
+export interface CommitJob {
+  seq: number;
+  changes: StateChanges;
+  now: number;
+}
+
+/** The writer thread's answer, posted before it counts the commit as done. */
+export interface CommitReply {
+  seq: number;
+  error: string | null;
+  /** The filled-in evidence of `changes.evidenceToRead`, in order. */
+  evidence: string[][] | null;
+}
+
+export interface WriterThreadData {
+  dir: string;
+  replies: MessagePort;
+  /** One Int32: the seq (wrapping) of the last commit done. */
+  done: SharedArrayBuffer;
+}
+
+/**
+ * Commits beyond this many waiting for the writer thread make the caller wait: under a flood the
+ * writer keeps up (it has a core of its own), and if it did not, waiting lines stay in the file, not in memory.
+ */
+const MAX_IN_FLIGHT = 16;
+/** How long one wait for the writer lasts before the queue is looked at again. */
+const WAIT_SLICE_MS = 1000;
+/** A commit the writer thread has not finished after this long (blocked here) means it is gone. */
+const SILENCE_LIMIT_MS = 60_000;
+
+/** Wrap-safe `a <= b` for seqs counted in an Int32. */
+const notAfter = (a: number, b: number): boolean => ((b - a) | 0) >= 0;
+
+/**
+ * Commits on a thread of its own (store-writer-worker.ts) with a connection of its own, so that the
+ * SQLite work of a flood (failure rows, ban rows and their evidence: ~25 µs a ban) runs beside the
+ * pipeline instead of on its thread. WAL lets this thread's connection read what the writer commits.
+ * If the thread dies, the commits it had not finished are made here, and so are all later ones.
+ */
+export class ThreadWriter implements StateWriter {
+  readonly mode = 'thread';
+  private worker: Worker | null;
+  private readonly replies: MessagePort;
+  private readonly doneSeq: Int32Array;
+  private readonly pending: Array<{ seq: number; changes: StateChanges; done: CommitDone }> = [];
+  private seq = 0;
+  private idleWaiters: Array<() => void> = [];
+  private closing = false;
+
+  constructor(private readonly store: Store, private readonly log: Logger) {
+    const { port1, port2 } = new MessageChannel();
+    this.replies = port1;
+    this.doneSeq = new Int32Array(new SharedArrayBuffer(4));
+    const data: WriterThreadData = { dir: dirname(store.path), replies: port2, done: this.doneSeq.buffer as SharedArrayBuffer };
+    this.worker = startWorker(import.meta.url, 'store-writer-worker', data, [port2]);
+    this.worker.unref();
+    this.replies.on('message', (r: CommitReply) => this.finish(r));
+    this.replies.unref();
+    this.worker.on('error', (e) => this.lost(`the state writer thread failed: ${e.message}`));
+    this.worker.on('exit', (code) => {
+      if (!this.closing) this.lost(`the state writer thread exited (code ${code})`);
+    });
+  }
+
+  commit(changes: StateChanges, done: CommitDone): void {
+    if (this.worker === null) {
+      done(commitOrError(this.store, changes, Date.now()));
+      return;
+    }
+    if (this.pending.length === 0) {
+      if (isEmpty(changes)) {
+        done(null);
+        return;
+      }
+      this.worker.ref();
+    }
+    const seq = ++this.seq | 0;
+    this.pending.push({ seq, changes, done });
+    const job: CommitJob = { seq, changes, now: Date.now() };
+    this.worker.postMessage(job);
+    if (this.pending.length > MAX_IN_FLIGHT) this.waitFor(this.pending[this.pending.length - MAX_IN_FLIGHT - 1]!.seq);
+  }
+
+  flush(): void {
+    if (this.pending.length > 0) this.waitFor(this.pending[this.pending.length - 1]!.seq);
+  }
+
+  idle(): Promise<void> {
+    if (this.pending.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.flush();
+    const worker = this.worker;
+    if (worker === null) return;
+    this.closing = true;
+    this.worker = null;
+    const exited = new Promise((resolve) => worker.once('exit', resolve));
+    worker.ref();
+    worker.postMessage(null);
+    await exited;
+    this.replies.close();
+  }
+
+  /** Blocks until the commit `seq` is done, running the `done` of every commit up to it. */
+  private waitFor(seq: number): void {
+    let since = Date.now();
+    while (this.worker !== null && this.pending.length > 0 && notAfter(this.pending[0]!.seq, seq)) {
+      const before = this.pending.length;
+      this.drainReplies();
+      if (this.pending.length === 0 || !notAfter(this.pending[0]!.seq, seq)) return;
+      if (this.pending.length < before) since = Date.now();
+      // A thread that died cannot say so while this one is blocked (its exit is an event): give up on silence.
+      if (Date.now() - since > SILENCE_LIMIT_MS) {
+        this.lost(`the state writer thread did not finish a commit in ${SILENCE_LIMIT_MS / 1000} s`);
+        return;
+      }
+      const last = Atomics.load(this.doneSeq, 0);
+      if (!notAfter(this.pending[0]!.seq, last)) Atomics.wait(this.doneSeq, 0, last, WAIT_SLICE_MS);
+    }
+  }
+
+  private drainReplies(): void {
+    for (let m = receiveMessageOnPort(this.replies); m !== undefined; m = receiveMessageOnPort(this.replies)) {
+      this.finish(m.message as CommitReply);
+    }
+  }
+
+  private finish(reply: CommitReply): void {
+    const head = this.pending[0];
+    if (head === undefined || head.seq !== reply.seq) {
+      this.lost(`the state writer thread answered commit ${reply.seq}, expected ${head?.seq ?? 'none'}`);
+      return;
+    }
+    this.pending.shift();
+    const pendingEvidence = head.changes.evidenceToRead ?? [];
+    if (reply.evidence !== null) {
+      for (let i = 0; i < pendingEvidence.length; i++) pendingEvidence[i]!.lines.splice(0, Infinity, ...reply.evidence[i]!);
+    }
+    head.done(reply.error);
+    if (this.pending.length === 0) this.becameIdle();
+  }
+
+  /** The writer thread is gone: what it did not finish is committed here, in order, and so is everything later. */
+  private lost(reason: string): void {
+    const worker = this.worker;
+    if (worker === null) return;
+    this.worker = null;
+    // Commits it finished before it went are done: their answers are still in the port.
+    for (let m = receiveMessageOnPort(this.replies); m !== undefined && this.pending[0]?.seq === (m.message as CommitReply).seq; m = receiveMessageOnPort(this.replies)) {
+      this.finish(m.message as CommitReply);
+    }
+    void worker.terminate();
+    this.log.error(`${reason}; committing on the main thread from now on`);
+    for (const p of this.pending.splice(0)) p.done(commitOrError(this.store, p.changes, Date.now()));
+    this.becameIdle();
+  }
+
+  private becameIdle(): void {
+    this.worker?.unref();
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}
+
+function isEmpty(c: StateChanges): boolean {
+  return !c.checkpoints?.length && !c.failuresAdded?.length && !c.failuresConsumed?.length && !c.failuresCleared?.length
+    && !c.bans?.length && !c.unbans?.length && c.pruneBefore === undefined;
+}
+
+/** The writer for `store`: a thread of its own, unless the store lives in this thread's memory. */
+export function createStateWriter(store: Store, log: Logger): StateWriter {
+  return store.path === ':memory:' ? new InlineWriter(store) : new ThreadWriter(store, log);
+}
