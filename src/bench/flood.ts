@@ -170,6 +170,9 @@ interface RunResult {
   /** Bans made by one side only. */
   banMismatches: number;
   peakRssMb: number;
+  /** CPU seconds the daemon's main thread and its other threads (state writer, GC helpers, libuv) used in the whole run. */
+  cpuMain: number;
+  cpuOthers: number;
 }
 
 function freePort(): Promise<number> {
@@ -188,6 +191,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Ma
 async function waitForExit(child: ChildProcess, ms: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await Promise.race([new Promise((r) => child.once('exit', r)), sleep(ms)]);
+}
+
+/** CPU seconds (user + system) of a process or thread, from its /proc stat line. */
+function cpuSeconds(statPath: string): number {
+  const fields = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
 function peakRssMb(pid: number): number {
@@ -267,6 +276,8 @@ async function floodOnce(): Promise<RunResult> {
     const firstWrite = record.times[0] ?? Infinity;
     const lagSamples = samples.filter((s) => s.at >= firstWrite).map((s) => record.lagSeconds(s.committed, s.at));
     const rss = peakRssMb(daemon.pid!);
+    const cpuAll = cpuSeconds(`/proc/${daemon.pid}/stat`);
+    const cpuMain = cpuSeconds(`/proc/${daemon.pid}/task/${daemon.pid}/stat`);
     const live = new Set(((await callDaemon(socket, 'banned', {}, 120_000)) as Array<{ jail: string; target: string }>).map((b) => `${b.jail} ${b.target}`));
     daemon.kill('SIGTERM');
     await waitForExit(daemon, 30_000);
@@ -278,7 +289,7 @@ async function floodOnce(): Promise<RunResult> {
     for (const b of replayed) if (!live.has(b)) mismatches++;
     return {
       writeRate: record.rate(), linesWritten: record.linesWritten, linesRead, lagSamples, catchUp,
-      liveBans: live.size, replayBans: replayed.size, banMismatches: mismatches, peakRssMb: rss,
+      liveBans: live.size, replayBans: replayed.size, banMismatches: mismatches, peakRssMb: rss, cpuMain, cpuOthers: cpuAll - cpuMain,
     };
   } finally {
     for (const child of [writer, daemon]) if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -310,6 +321,8 @@ export async function flood(): Promise<BenchSection> {
       },
       { name: 'bans live / replay', value: runs.map((r) => `${fmt(r.liveBans)} / ${fmt(r.replayBans)} (${r.banMismatches} differ)`).join('; '), target: 'same set', met: bansAgree },
       { name: 'daemon peak RSS', value: spread(runs.map((r) => r.peakRssMb), 'MB') },
+      { name: 'daemon CPU, main thread', value: spread(runs.map((r) => r.cpuMain * 1000), 'ms') },
+      { name: '  other threads (state writer, GC)', value: spread(runs.map((r) => r.cpuOthers * 1000), 'ms') },
     ],
     json: { rate: RATE, seconds: SECONDS, addresses: ADDRESSES, runs: runs.map(({ lagSamples, ...r }) => ({ ...r, maxLag: Math.max(...lagSamples), p99Lag: percentile(lagSamples, 0.99), lagSamples })) },
   };

@@ -126,9 +126,11 @@ export class ThreadWriter implements StateWriter {
       this.worker.ref();
     }
     const seq = ++this.seq | 0;
-    this.pending.push({ seq, changes, done });
     const job: CommitJob = { seq, changes, now: Date.now() };
     this.worker.postMessage(job);
+    // The failure rows (most of a batch) are the thread's now: held here until the answer, their
+    // lines outlived the young generation and cost this thread full collections.
+    this.pending.push({ seq, changes: { ...changes, failuresAdded: undefined }, done });
     if (this.pending.length > MAX_IN_FLIGHT) this.waitFor(this.pending[this.pending.length - MAX_IN_FLIGHT - 1]!.seq);
   }
 
@@ -193,7 +195,11 @@ export class ThreadWriter implements StateWriter {
     if (this.pending.length === 0) this.becameIdle();
   }
 
-  /** The writer thread is gone: what it did not finish is committed here, in order, and so is everything later. */
+  /**
+   * The writer thread is gone: what it did not finish is committed here, in order, and so is
+   * everything later. The failure rows of the batches it had not finished are lost (they are
+   * counted in memory still, but forgotten by a restart); their bans and positions are not.
+   */
   private lost(reason: string): void {
     const worker = this.worker;
     if (worker === null) return;
