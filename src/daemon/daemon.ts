@@ -110,9 +110,9 @@ export interface DaemonEvents {
 
 /**
  * While a source has a backlog (a flood, or catching up after a restart), the effects of its
- * batches are committed together: one SQLite transaction per this many ms or lines instead of
- * one per chunk read. Bans wait at most this long for their commit; without a backlog every
- * batch is committed at once.
+ * batches are handed to the state writer together: one commit per this many ms or lines instead
+ * of one per chunk read (the writer makes the commits that queue up one transaction). Bans wait
+ * at most this long for their commit; without a backlog every batch is committed at once.
  */
 const BACKLOG_COMMIT_MS = 50;
 const BACKLOG_COMMIT_LINES = 10_000;
