@@ -114,8 +114,8 @@ export interface DaemonEvents {
  * of one per chunk read (the writer makes the commits that queue up one transaction). Bans wait
  * at most this long for their commit; without a backlog every batch is committed at once.
  */
-const BACKLOG_COMMIT_MS = 50;
-const BACKLOG_COMMIT_LINES = 10_000;
+const BACKLOG_COMMIT_MS = 250;
+const BACKLOG_COMMIT_LINES = 50_000;
 /** Bans and unbans logged one by one per second; beyond that (a flood) they are counted and summed up once a second. */
 const DECISIONS_LOGGED_PER_SECOND = 100;
 
