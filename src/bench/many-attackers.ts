@@ -4,9 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { replayDefaults } from '../config/load.js';
+import { silentLogger } from '../core/log.js';
 import { Pipeline, stateChangesOf } from '../daemon/pipeline.js';
 import { EnvelopeParser } from '../sources/envelope.js';
 import { Store } from '../state/store.js';
+import { InlineWriter, ThreadWriter } from '../state/store-writer.js';
 import { rng } from './generate.js';
 import { fmt, type BenchSection } from './report.js';
 
@@ -15,7 +17,9 @@ import { fmt, type BenchSection } from './report.js';
  * findtime (sshd jail, defaults: maxretry 5, findtime 10m — nobody is banned,
  * everybody is remembered). Runs what the daemon runs — the live pipeline and
  * its SQLite store, committing every 1,000 lines as a read chunk does — in a
- * child process so that its peak RSS is its own. Printed: cost per line of the first and last 100,000
+ * child process so that its peak RSS is its own; once with commits on the
+ * pipeline's thread (a daemon that keeps up) and once through the state writer
+ * thread (a daemon with a backlog). Printed: cost per line of the first and last 100,000
  * lines, peak RSS, and what is left after the log's clock moves past findtime.
  */
 
@@ -39,21 +43,29 @@ function address(i: number): string {
   return i % 4 === 3 ? `2001:db8:${(i >> 16).toString(16)}:${((i >> 8) & 255).toString(16)}::${(i & 255).toString(16)}` : `${10 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}.${(i * 13) & 255}`;
 }
 
-/** `withStore`: the daemon's path (pipeline and SQLite); otherwise detection alone (pipeline, lines held in memory). */
-function child(withStore: boolean): ChildResult {
+/**
+ * `inline` and `thread`: the daemon's path (pipeline and SQLite, committed on this thread or by the
+ * state writer thread); `memory`: detection alone (pipeline, lines held in memory).
+ */
+type ChildMode = 'memory' | 'inline' | 'thread';
+
+async function child(mode: ChildMode): Promise<ChildResult> {
   const gc = (globalThis as { gc?: () => void }).gc!;
   const config = replayDefaults();
   const jails = config.jails.filter((j) => j.name === 'sshd');
   let clock = Date.UTC(2024, 0, 10);
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-attackers-'));
-  const store = withStore ? Store.open(dir) : null;
+  const store = mode === 'memory' ? null : Store.open(dir);
+  const writer = store === null ? null : mode === 'thread' ? new ThreadWriter(store, silentLogger) : new InlineWriter(store);
   const pipeline = new Pipeline({
     jails, globalIgnore: [], mode: 'live', origin: 'bench', includeHostAddresses: false, now: () => clock,
     ...(store ? { failureLog: { nextId: store.nextFailureId() } } : {}),
   });
   const commit = (): void => {
     const out = pipeline.take();
-    store?.commit(stateChangesOf(out));
+    writer?.commit(stateChangesOf(out), (error) => {
+      if (error !== null) throw new Error(error);
+    });
   };
   pipeline.addRoute('bench', ['sshd']);
   const parser = new EnvelopeParser({ now: () => clock });
@@ -93,6 +105,7 @@ function child(withStore: boolean): ChildResult {
     }
   }
   commit();
+  writer?.flush();
   const tracked = pipeline.failing('sshd');
   gc();
   const heapAtPeak = liveMemory();
@@ -102,6 +115,7 @@ function child(withStore: boolean): ChildResult {
   pipeline.process(parser.parse(`${stamp(clock)} gw sshd[1]: Failed password for root from 192.0.2.1 port 1 ssh2`, 'bench'), 'bench');
   pipeline.expire(clock);
   commit();
+  await writer?.close();
   store?.close();
   rmSync(dir, { recursive: true, force: true });
   gc();
@@ -120,12 +134,12 @@ function liveMemory(): number {
   return m.heapUsed + m.arrayBuffers;
 }
 
-function runChildren(withStore: boolean): ChildResult[] {
+function runChildren(mode: ChildMode): ChildResult[] {
   const runs: ChildResult[] = [];
   for (let r = 0; r < Number(process.env.BENCH_ATTACKER_RUNS ?? 3); r++) {
     const self = fileURLToPath(import.meta.url);
     const args = self.endsWith('.ts') ? ['--import', 'tsx', self] : [self];
-    const out = spawnSync(process.execPath, ['--expose-gc', ...args, withStore ? '--child-store' : '--child'], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
+    const out = spawnSync(process.execPath, ['--expose-gc', ...args, `--child=${mode}`], { encoding: 'utf8', maxBuffer: 1 << 24, env: { ...process.env } });
     if (out.status !== 0) throw new Error(`many-attackers child failed:\n${out.stderr}`);
     runs.push(JSON.parse(out.stdout) as ChildResult);
   }
@@ -152,14 +166,19 @@ function rows(label: string, runs: ChildResult[]): BenchSection['rows'] {
 }
 
 export async function manyAttackers(): Promise<BenchSection> {
-  const detection = runChildren(false);
-  const daemon = runChildren(true);
+  const detection = runChildren('memory');
+  const daemon = runChildren('inline');
+  const threaded = runChildren('thread');
   return {
     title: `Many attackers: ${fmt(ADDRESSES)} distinct addresses failing once or twice inside findtime (${fmt(detection[0]!.lines)} lines), median of ${detection.length} runs each`,
-    rows: [...rows('detection (pipeline, lines in memory)', detection), ...rows('daemon path (pipeline + SQLite)', daemon)],
-    json: { detection, daemon },
+    rows: [
+      ...rows('detection (pipeline, lines in memory)', detection),
+      ...rows('daemon path (pipeline + SQLite)', daemon),
+      ...rows('daemon path with a backlog (state writer thread)', threaded).map((r) => ({ name: r.name, value: r.value })),
+    ],
+    json: { detection, daemon, threaded },
   };
 }
 
-if (process.argv.includes('--child')) process.stdout.write(JSON.stringify(child(false)));
-if (process.argv.includes('--child-store')) process.stdout.write(JSON.stringify(child(true)));
+const childMode = process.argv.find((a) => a.startsWith('--child='))?.slice('--child='.length) as ChildMode | undefined;
+if (childMode) process.stdout.write(JSON.stringify(await child(childMode)));

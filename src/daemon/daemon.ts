@@ -221,18 +221,18 @@ export class Daemon {
       this.uncommittedLines += batch.lines.length;
       if (this.uncommittedLines < BACKLOG_COMMIT_LINES && now - this.uncommittedSince < BACKLOG_COMMIT_MS) {
         // The next batch is read at once; the timer only matters if it never comes (the source stopped).
-        this.backlogCommit ??= setTimeout(() => this.commitAndEnforce(), BACKLOG_COMMIT_MS);
+        this.backlogCommit ??= setTimeout(() => this.commitAndEnforce({}, true), BACKLOG_COMMIT_MS);
         return;
       }
     }
-    this.commitAndEnforce();
+    this.commitAndEnforce({}, batch.more);
   }
 
   /**
    * Commits what the pipeline decided, with the positions of the lines it came from, then enforces
    * (the ban is on disk before the firewall sees it) and tells observers, once the commit is done.
    */
-  private commitAndEnforce(extra: StateChanges = {}): void {
+  private commitAndEnforce(extra: StateChanges = {}, backlog = false): void {
     const out = this.pipeline.take();
     const checkpoints = [...this.uncommitted.values(), ...(extra.checkpoints ?? [])];
     this.uncommitted.clear();
@@ -255,7 +255,7 @@ export class Daemon {
       for (const d of out.decisions) this.logDecision(d);
       this.queue.submit(out.decisions);
       for (const d of out.decisions) this.events.emit('decision', d);
-    });
+    }, backlog);
   }
 
   private logDecision(d: Decision): void {

@@ -1,5 +1,4 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { RecentLines } from './recent-lines.js';
 import { FailureRows, Store } from './store.js';
 import type { CommitJob, CommitReply, WriterThreadData } from './store-writer.js';
 
@@ -10,17 +9,9 @@ import type { CommitJob, CommitReply, WriterThreadData } from './store-writer.js
  * batches that queued up while it was busy are committed together, in one transaction.
  */
 
-/**
- * Characters of recent failure lines kept for evidence (~32 MB): under a 200,000 lines/s flood about
- * a second of them, where a ban's evidence reaches back a few seconds; older lines are read from the database.
- */
-const RECENT_LINES_BUDGET = 32 * 1024 * 1024;
-
 const { dir, replies, done } = workerData as WriterThreadData;
 const doneSeq = new Int32Array(done);
 const store = Store.open(dir);
-const recent = new RecentLines(RECENT_LINES_BUDGET);
-store.recentLines = (id) => recent.get(id);
 const port = parentPort!;
 
 port.on('message', (first: CommitJob | null) => {
@@ -41,10 +32,7 @@ port.on('message', (first: CommitJob | null) => {
 function commit(jobs: CommitJob[]): void {
   for (const { changes } of jobs) {
     // A structured clone keeps the fields, not the class.
-    if (changes.failuresAdded) {
-      Object.setPrototypeOf(changes.failuresAdded, FailureRows.prototype);
-      recent.add(changes.failuresAdded);
-    }
+    if (changes.failuresAdded) Object.setPrototypeOf(changes.failuresAdded, FailureRows.prototype);
   }
   const errors = store.commitGroup(jobs);
   jobs.forEach(({ seq, changes }, i) => {

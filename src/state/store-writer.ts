@@ -12,8 +12,9 @@ export type CommitDone = (error: string | null) => void;
  * the calling thread in that order, after the commit's bans have their stored evidence filled in.
  */
 export interface StateWriter {
-  readonly mode: 'thread' | 'inline';
-  commit(changes: StateChanges, done: CommitDone): void;
+  readonly mode: 'thread' | 'inline' | 'adaptive';
+  /** `busy`: the batch is part of a backlog (more lines are waiting to be read). */
+  commit(changes: StateChanges, done: CommitDone, busy?: boolean): void;
   /** Blocks the calling thread until every commit handed in is done (shutdown; reads that must see them). */
   flush(): void;
   /** Resolves once every commit handed in so far is done. */
@@ -138,6 +139,11 @@ export class ThreadWriter implements StateWriter {
     if (this.pending.length > 0) this.waitFor(this.pending[this.pending.length - 1]!.seq);
   }
 
+  /** Commits handed in and not done yet. */
+  get waiting(): number {
+    return this.pending.length;
+  }
+
   idle(): Promise<void> {
     if (this.pending.length === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
@@ -225,7 +231,68 @@ function isEmpty(c: StateChanges): boolean {
     && !c.bans?.length && !c.unbans?.length && c.pruneBefore === undefined;
 }
 
-/** The writer for `store`: a thread of its own, unless the store lives in this thread's memory. */
+/** How long the writer thread may stay idle after a backlog before it is stopped (its memory given back). */
+const THREAD_IDLE_MS = 30_000;
+
+/**
+ * Commits on the calling thread while the daemon keeps up, and on a writer thread while a source
+ * has a backlog (a flood, catching up after a restart), where the SQLite work competes with
+ * reading lines. The thread costs ~60 MB more (its isolate, its connection, lines in flight), so it
+ * is started by the first busy commit and stopped after 30 s without work. Commits stay in order:
+ * one is made here only when the thread has none waiting.
+ */
+export class AdaptiveWriter implements StateWriter {
+  readonly mode = 'adaptive';
+  private readonly inline: InlineWriter;
+  private thread: ThreadWriter | null = null;
+  private lastBusy = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly store: Store, private readonly log: Logger, private readonly idleMs = THREAD_IDLE_MS) {
+    this.inline = new InlineWriter(store);
+  }
+
+  /** True while the writer thread runs. */
+  get threaded(): boolean {
+    return this.thread !== null;
+  }
+
+  commit(changes: StateChanges, done: CommitDone, busy = false): void {
+    if (busy) {
+      this.lastBusy = Date.now();
+      if (this.thread === null) {
+        this.thread = new ThreadWriter(this.store, this.log);
+        this.idleTimer = setInterval(() => void this.stopIdleThread(), Math.max(10, this.idleMs / 4));
+        this.idleTimer.unref();
+      }
+    }
+    if (this.thread !== null && (busy || this.thread.waiting > 0)) this.thread.commit(changes, done);
+    else this.inline.commit(changes, done);
+  }
+
+  flush(): void {
+    this.thread?.flush();
+  }
+
+  idle(): Promise<void> {
+    return this.thread?.idle() ?? Promise.resolve();
+  }
+
+  async close(): Promise<void> {
+    if (this.idleTimer) clearInterval(this.idleTimer);
+    this.idleTimer = null;
+    const thread = this.thread;
+    this.thread = null;
+    await thread?.close();
+  }
+
+  private async stopIdleThread(): Promise<void> {
+    if (this.thread === null || this.thread.waiting > 0 || Date.now() - this.lastBusy < this.idleMs) return;
+    await this.close();
+  }
+}
+
+/** The writer for `store`: adaptive, unless the store lives in this thread's memory (no other thread can open it). */
 export function createStateWriter(store: Store, log: Logger): StateWriter {
-  return store.path === ':memory:' ? new InlineWriter(store) : new ThreadWriter(store, log);
+  return store.path === ':memory:' ? new InlineWriter(store) : new AdaptiveWriter(store, log);
 }

@@ -209,12 +209,6 @@ export class Store {
   readonly path: string;
   private readonly db: Database.Database;
   private readonly stmts;
-  /**
-   * Where the commit looks for evidence lines before the database: the writer thread keeps the
-   * failure rows of its last batches (a ban's older evidence is mostly seconds old, and reading
-   * it back by rowid was a flood's largest cost per ban after the ban row itself).
-   */
-  recentLines: ((id: number) => string | undefined) | null = null;
 
   private constructor(path: string, db: Database.Database) {
     this.path = path;
@@ -380,13 +374,10 @@ export class Store {
   }
 
   private fillEvidence(pending: readonly StoredEvidence[]): void {
-    const recent = this.recentLines;
-    const missing: number[] = [];
-    for (const { ids } of pending) for (const id of ids) if (recent?.(id) === undefined) missing.push(id);
-    const found = this.failureLines(missing);
+    const found = this.failureLines(pending.flatMap((p) => p.ids));
     for (const { lines, ids } of pending) {
       // Lines pruned meanwhile are left out; the batch's own lines follow the stored ones.
-      lines.splice(0, ids.length, ...ids.flatMap((id) => recent?.(id) ?? found.get(id) ?? []));
+      lines.splice(0, ids.length, ...ids.flatMap((id) => found.get(id) ?? []));
     }
   }
 

@@ -7,7 +7,7 @@ import type { Worker } from 'node:worker_threads';
 import type { Decision } from '../../src/core/types.js';
 import { createLogger } from '../../src/core/log.js';
 import { FailureRows, Store, type StateChanges } from '../../src/state/store.js';
-import { ThreadWriter, createStateWriter } from '../../src/state/store-writer.js';
+import { AdaptiveWriter, ThreadWriter, createStateWriter } from '../../src/state/store-writer.js';
 
 /** The writer thread (store-writer.ts): commits in order beside the caller, answers in order, fills in evidence. */
 
@@ -98,7 +98,12 @@ test('if the writer thread dies, what it had not finished and everything later i
   assert.match(logged.join('\n'), /the state writer thread exited .*committing on the main thread from now on/);
 }));
 
-test('an in-memory store is written on the calling thread', () => {
+test('an in-memory store is written on the calling thread; a file store adaptively', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-writer-'));
+  const onDisk = Store.open(dir);
+  assert.equal(createStateWriter(onDisk, createLogger({ write: () => {} })).mode, 'adaptive');
+  onDisk.close();
+  rmSync(dir, { recursive: true, force: true });
   const store = Store.open(':memory:');
   const writer = createStateWriter(store, createLogger({ write: () => {} }));
   assert.equal(writer.mode, 'inline');
@@ -107,4 +112,32 @@ test('an in-memory store is written on the calling thread', () => {
   assert.ok(done);
   assert.equal(store.failuresSince(0).length, 2);
   store.close();
+});
+
+test('the adaptive writer commits here while the daemon keeps up, on a thread during a backlog, in order, and stops the idle thread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-writer-'));
+  const store = Store.open(dir);
+  const writer = new AdaptiveWriter(store, createLogger({ write: () => {} }), 200);
+  try {
+    const done: string[] = [];
+    writer.commit({ failuresAdded: failures(1, 1) }, () => done.push('quiet 1'));
+    assert.deepEqual(done, ['quiet 1'], 'a commit without a backlog is made at once, here');
+    assert.equal(writer.threaded, false);
+    writer.commit({ failuresAdded: failures(2, 1) }, () => done.push('busy 2'), true);
+    assert.equal(writer.threaded, true);
+    // Not busy, but the thread still has one: it goes after it, to the thread.
+    writer.commit({ failuresAdded: failures(3, 1) }, () => done.push('quiet 3'));
+    assert.deepEqual(done, ['quiet 1']);
+    await writer.idle();
+    assert.deepEqual(done, ['quiet 1', 'busy 2', 'quiet 3']);
+    writer.commit({ failuresAdded: failures(4, 1) }, () => done.push('quiet 4'));
+    assert.equal(done.at(-1), 'quiet 4', 'with the thread idle, a quiet commit is made here again');
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(writer.threaded, false, 'the thread stops after the idle time');
+    assert.deepEqual(store.failuresSince(0).map((f) => f.id), [1, 2, 3, 4]);
+  } finally {
+    await writer.close();
+    store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -189,18 +189,3 @@ test('a read-only store opens only an existing database of this schema, and cann
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-test('evidence lines still held in recentLines are taken from there; only the others are read from the database', () => {
-  const s = Store.open(':memory:');
-  s.commit({ failuresAdded: FailureRows.of([1, 2, 3].map((id) => ({ id, jail: 'sshd', address: '192.0.2.1', time: id, line: `stored ${id}` }))) });
-  s.recentLines = (id) => (id === 3 ? 'recent 3' : undefined);
-  const asked: number[][] = [];
-  const read = s.failureLines.bind(s);
-  s.failureLines = (ids) => { asked.push([...ids]); return read(ids); };
-  const evidence = ['', '', 'own line'];
-  s.commit({ bans: [ban('192.0.2.1', 10, 100)].map((b) => ({ ...b, evidence })), evidenceToRead: [{ lines: evidence, ids: [2, 3] }] });
-  assert.deepEqual(evidence, ['stored 2', 'recent 3', 'own line']);
-  assert.deepEqual(asked, [[2]]);
-  assert.deepEqual(s.activeBans()[0]!.evidence, ['stored 2', 'recent 3', 'own line']);
-  s.close();
-});
