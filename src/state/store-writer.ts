@@ -22,7 +22,7 @@ export interface StateWriter {
   close(): Promise<void>;
 }
 
-/** Commits on the calling thread: for an in-memory store, which no other thread can open. */
+/** Commits on the calling thread: an in-memory store (no other thread can open it), and the adaptive writer while it is quiet. */
 export class InlineWriter implements StateWriter {
   readonly mode = 'inline';
 
@@ -86,7 +86,7 @@ const notAfter = (a: number, b: number): boolean => ((b - a) | 0) >= 0;
 /**
  * Commits on a thread of its own (store-writer-worker.ts) with a connection of its own, so that the
  * SQLite work of a flood (failure rows, ban rows and their evidence: ~25 µs a ban) runs beside the
- * pipeline instead of on its thread. WAL lets this thread's connection read what the writer commits.
+ * pipeline instead of on its thread. WAL lets the caller's connection read what the writer commits.
  * If the thread dies, the commits it had not finished are made here, and so are all later ones.
  */
 export class ThreadWriter implements StateWriter {
