@@ -123,7 +123,7 @@ const DECISIONS_LOGGED_PER_SECOND = 100;
 export class Daemon {
   readonly events = new EventEmitter<DaemonEvents>();
   readonly store: Store;
-  /** Where batches are committed: a thread of its own, so that a flood's SQLite work runs beside the pipeline. */
+  /** Where batches are committed: here, or on a writer thread while a source has a backlog (its SQLite work then runs beside the pipeline). */
   private readonly writer: StateWriter;
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
