@@ -13,6 +13,7 @@ import { PortcullisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Decision, Event } from '../core/types.js';
 import { banJson, type Daemon } from '../daemon/daemon.js';
+import type { BanFilter, BanRecord } from '../state/store.js';
 import { Activity, recentJson } from './activity.js';
 import { parseListen } from './listen.js';
 import { METRICS_CONTENT_TYPE, renderMetrics } from './metrics.js';
@@ -270,18 +271,20 @@ export class HttpServer {
     const text = q.get('q')?.toLowerCase();
     const net = prefix?.includes('/') ? parseNetwork(prefix) : null;
     if (prefix?.includes('/') && !net) throw new HttpError(400, `prefix "${prefix}" is not a CIDR such as 198.51.100.0/24`);
-    const now = Date.now();
-    const all = this.daemon.store.activeBans().filter((b) =>
-      (b.until === null || b.until > now)
-      && (!jail || b.jail === jail)
-      && (!prefix || (net ? !b.target.includes('/') && networkContains(net, b.target) : b.target.startsWith(prefix.toLowerCase())))
-      && (!reason || b.reason.toLowerCase().includes(reason))
-      && (!text || b.target.includes(text) || b.jail.toLowerCase().includes(text) || b.reason.toLowerCase().includes(text) || b.origin.toLowerCase().includes(text)));
-    all.reverse();
+    const filter: BanFilter = { now: Date.now(), jail: jail ?? '', targetPrefix: net ? '' : (prefix ?? '').toLowerCase(), reason: reason ?? '', text: text ?? '' };
     const offset = intParam(q, 'offset', 0, Number.MAX_SAFE_INTEGER, 0);
     const limit = intParam(q, 'limit', 100, 1000);
-    res.setHeader('x-total-count', String(all.length));
-    this.send(res, 200, all.slice(offset, offset + limit).map((b) => {
+    const store = this.daemon.store;
+    let page: { total: number; bans: BanRecord[] };
+    if (net) {
+      // A network is matched here, on ids and targets only: the page alone is read in full.
+      const inside = store.activeBanTargets(filter).filter((b) => !b.target.includes('/') && networkContains(net, b.target));
+      page = { total: inside.length, bans: store.bansById(inside.slice(offset, offset + limit).map((b) => b.id)) };
+    } else {
+      page = store.activeBansPage(filter, offset, limit);
+    }
+    res.setHeader('x-total-count', String(page.total));
+    this.send(res, 200, page.bans.map((b) => {
       const { liftedAt: _l, liftReason: _r, ...rest } = banJson(b);
       return rest;
     }));

@@ -324,7 +324,7 @@ export class Daemon {
   /** Manual unban; `target` null lifts every ban. */
   unban(targetText: string | null, jail: string | null, origin: string): Decision[] {
     if (targetText === null) this.writer.flush();
-    const targets = targetText === null ? [...new Set(this.store.activeBans().map((b) => b.target))] : [canonicalTarget(targetText)];
+    const targets = targetText === null ? this.store.activeTargets() : [canonicalTarget(targetText)];
     if (targets.includes(null)) throw new PortcullisError(`"${targetText}" is not an IPv4/IPv6 address or CIDR`, 2);
     const made: Decision[] = [];
     for (const t of targets) made.push(...this.pipeline.manualUnban(t!, jail, `manual unban by ${origin}`, origin));
@@ -346,7 +346,7 @@ export class Daemon {
     const history = this.store.history({ target: address, limit: 20 });
     // A prefix ban (netblock escalation, or a manual CIDR ban) that covers the address bans it too.
     const net = parseNetwork(address)!;
-    const covering = this.store.activeBans().filter((b) => b.target !== address && b.target.includes('/') && networkCovers(parseNetwork(b.target)!, net));
+    const covering = this.store.activePrefixBans().filter((b) => b.target !== address && networkCovers(parseNetwork(b.target)!, net));
     const jails = [...this.pipeline.jails.values()].map((j) => ({
       jail: j.config.name,
       allowlistedBy: j.allowlist.match(address),

@@ -128,7 +128,7 @@ export class Fleet {
   start(): void {
     this.running = true;
     this.state = 'connecting';
-    for (const b of this.host.store.activeBans()) this.untilOf.set(banField(b.jail, b.target), b.until);
+    for (const b of this.host.store.activeBanEnds()) this.untilOf.set(banField(b.jail, b.target), b.until);
     this.host.events.on('decision', this.onDecision);
     if (this.options.count.length) this.host.events.on('event', this.onEvent);
     const stored = this.host.store.getPosition(this.positionKey);
@@ -156,8 +156,7 @@ export class Fleet {
   }
 
   status(): FleetStatus {
-    const bansByOrigin: Record<string, number> = {};
-    for (const b of this.host.store.activeBans()) bansByOrigin[b.origin] = (bansByOrigin[b.origin] ?? 0) + 1;
+    const bansByOrigin = Object.fromEntries(this.host.store.activeBansByOrigin());
     return {
       node: this.options.node, redis: redactedUrl(this.options.redis), state: this.state, lastError: this.lastError,
       published: this.published, outbox: this.host.store.outboxSize(), applied: this.applied, skipped: this.skipped, invalid: this.invalid,

@@ -113,6 +113,23 @@ const MIGRATIONS: string[] = [
    CREATE INDEX bans_target ON bans(target, jail);`,
 ];
 
+/** Which active bans in force a listing wants (`''` = any); `reason` and `text` are lower case. */
+export interface BanFilter {
+  now: number;
+  jail: string;
+  /** The target starts with this text. */
+  targetPrefix: string;
+  /** The reason contains this (lower case). */
+  reason: string;
+  /** The target, or the jail, reason or origin in lower case, contains this. */
+  text: string;
+}
+
+const BAN_FILTER_SQL = `active = 1 AND (until IS NULL OR until > @now) AND (@jail = '' OR jail = @jail)
+  AND (@targetPrefix = '' OR substr(target, 1, length(@targetPrefix)) = @targetPrefix)
+  AND (@reason = '' OR instr(lower(reason), @reason) > 0)
+  AND (@text = '' OR instr(target, @text) > 0 OR instr(lower(jail), @text) > 0 OR instr(lower(reason), @text) > 0 OR instr(lower(origin), @text) > 0)`;
+
 export interface BanRecord {
   id: number;
   target: string;
@@ -229,6 +246,16 @@ export class Store {
       activeListingEnd: db.prepare<[{ created: number; id: number; limit: number }], ListingKey>(`SELECT created, id FROM bans
         WHERE active = 1 AND (created, id) > (@created, @id) ORDER BY created, id LIMIT 1 OFFSET @limit - 1`),
       activeByJail: db.prepare<[], { jail: string; n: number }>('SELECT jail, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail'),
+      // Canonical targets: an IPv6 address or prefix has a colon, an IPv4 one never.
+      activeByFamily: db.prepare<[], { jail: string; family: '4' | '6'; n: number }>("SELECT jail, CASE WHEN instr(target, ':') > 0 THEN '6' ELSE '4' END AS family, count(*) AS n FROM bans WHERE active = 1 GROUP BY jail, family"),
+      activeByOrigin: db.prepare<[], { origin: string; n: number }>('SELECT origin, count(*) AS n FROM bans WHERE active = 1 GROUP BY origin'),
+      activePrefixBans: db.prepare<[], BanRow>("SELECT * FROM bans WHERE active = 1 AND instr(target, '/') > 0 ORDER BY created, id"),
+      activeEnds: db.prepare<[], { target: string; jail: string; until: number | null }>('SELECT target, jail, until FROM bans WHERE active = 1'),
+      filteredCount: db.prepare<[BanFilter], number>(`SELECT count(*) FROM bans WHERE ${BAN_FILTER_SQL}`).pluck(),
+      filteredPage: db.prepare<[BanFilter & { limit: number; offset: number }], BanRow>(`SELECT * FROM bans WHERE ${BAN_FILTER_SQL} ORDER BY created DESC, id DESC LIMIT @limit OFFSET @offset`),
+      filteredTargets: db.prepare<[BanFilter], { id: number; target: string }>(`SELECT id, target FROM bans WHERE ${BAN_FILTER_SQL} ORDER BY created DESC, id DESC`),
+      bansById: db.prepare<[string], BanRow>('SELECT * FROM bans WHERE id IN (SELECT value FROM json_each(?)) ORDER BY created DESC, id DESC'),
+      activeTargets: db.prepare<[], string>('SELECT target FROM bans WHERE active = 1 GROUP BY target ORDER BY min(created), min(id)').pluck(),
       history: db.prepare<[{ target: string; jail: string; limit: number }], BanRow>("SELECT * FROM bans WHERE (@target = '' OR target = @target) AND (@jail = '' OR jail = @jail) ORDER BY created DESC, id DESC LIMIT @limit"),
       failuresSince: db.prepare<[number], FailureRow>(`SELECT rowid AS id, jail, address, time, line FROM failures f WHERE time >= ?
         AND NOT EXISTS (SELECT 1 FROM failures_cleared c WHERE c.jail = f.jail AND c.address = f.address AND c.before >= f.time) ORDER BY time, rowid`),
@@ -414,6 +441,49 @@ export class Store {
   /** Active bans per jail. */
   activeBansByJail(): Map<string, number> {
     return new Map(this.stmts.activeByJail.all().map((r) => [r.jail, r.n]));
+  }
+
+  /** Active bans per jail and address family (IPv4 `4`, IPv6 `6`). */
+  activeBansByFamily(): Array<{ jail: string; family: '4' | '6'; n: number }> {
+    return this.stmts.activeByFamily.all();
+  }
+
+  /** Active bans per origin (this node, another node of the fleet, `cli`…). */
+  activeBansByOrigin(): Map<string, number> {
+    return new Map(this.stmts.activeByOrigin.all().map((r) => [r.origin, r.n]));
+  }
+
+  /** Active bans of a prefix (CIDR) rather than one address: netblock escalation, manual CIDR bans. */
+  activePrefixBans(): BanRecord[] {
+    return this.stmts.activePrefixBans.all().map(toRecord);
+  }
+
+  /** Every active ban's end, expired or not, without reason or evidence. */
+  activeBanEnds(): Array<{ target: string; jail: string; until: number | null }> {
+    return this.stmts.activeEnds.all();
+  }
+
+  /**
+   * A page of the active bans in force that `filter` wants, newest first, and how many it wants in all.
+   * SQLite filters, counts and pages: a million bans never become records here.
+   */
+  activeBansPage(filter: BanFilter, offset: number, limit: number): { total: number; bans: BanRecord[] } {
+    return { total: this.stmts.filteredCount.get(filter) ?? 0, bans: this.stmts.filteredPage.all({ ...filter, offset, limit }).map(toRecord) };
+  }
+
+  /** The ids and targets of the active bans in force that `filter` wants, newest first (to filter further by network). */
+  activeBanTargets(filter: BanFilter): Array<{ id: number; target: string }> {
+    return this.stmts.filteredTargets.all(filter);
+  }
+
+  /** These bans, newest first. */
+  bansById(ids: readonly number[]): BanRecord[] {
+    return ids.length === 0 ? [] : this.stmts.bansById.all(JSON.stringify(ids)).map(toRecord);
+  }
+
+  /** The targets with an active ban in some jail. */
+  activeTargets(): string[] {
+    return this.stmts.activeTargets.all();
   }
 
   history(options: { target?: string; jail?: string; limit?: number } = {}): BanRecord[] {

@@ -101,6 +101,12 @@ describe('HTTP API', () => {
     assert.equal((await get('/api/bans?jail=openvpn')).headers.get('x-total-count'), '15');
     assert.equal((await get('/api/bans?prefix=198.51.100.3')).headers.get('x-total-count'), '10');
     assert.equal((await get(`/api/bans?prefix=${encodeURIComponent('198.51.100.32/30')}`)).headers.get('x-total-count'), '4');
+    const inNet = await get(`/api/bans?prefix=${encodeURIComponent('198.51.100.32/30')}&jail=sshd&offset=1&limit=5`);
+    assert.equal(inNet.headers.get('x-total-count'), '2');
+    assert.deepEqual(inNet.body.map((b: { target: string }) => b.target), ['198.51.100.32'], 'a network\'s page: newest first, the other filters too');
+    const sshd = (await get('/api/bans?jail=sshd')).headers.get('x-total-count');
+    assert.equal((await get('/api/bans?q=MANUAL&jail=sshd')).headers.get('x-total-count'), sshd, 'q is matched whatever the case');
+    assert.equal((await get('/api/bans?q=nothing-like-it')).headers.get('x-total-count'), '0');
     assert.equal((await get('/api/bans?reason=manual%20ban')).headers.get('x-total-count'), '32');
     assert.equal((await get('/api/bans?q=2001:db8')).body[0].target, '2001:db8::1');
     assert.equal((await get('/api/bans?limit=0')).status, 400);
