@@ -42,6 +42,9 @@ export async function manyBans(): Promise<BenchSection> {
       { name: `portcullis status, ${fmt(RESTORE)} bans`, value: spread(restore.status, 'ms'), target: '< 1 s', met: median(restore.status) < 1000 },
       { name: `portcullis banned --json > file, all ${fmt(RESTORE)}`, value: `${spread(restore.banned, 'ms')}; ${(restore.bannedBytes / 1e6).toFixed(0)} MB`, target: '< 1 s', met: median(restore.banned) < 1000 },
       { name: '  the same through the daemon (--socket)', value: spread(restore.bannedViaDaemon, 'ms') },
+      { name: `portcullis explain ADDR, ${fmt(RESTORE)} bans`, value: spread(restore.explain, 'ms') },
+      { name: '  /metrics: bans in force per jail and family (store)', value: spread(restore.reads.metrics, 'ms') },
+      { name: '  /api/bans: first page and total (store)', value: spread(restore.reads.firstPage, 'ms') },
     ],
     json: { burst, ...restore },
   };
@@ -83,7 +86,29 @@ function writeActiveBans(stateDir: string, count: number): void {
   db.close();
 }
 
-async function restoreAndQuery(): Promise<{ restore: number[]; inKernel: number; status: number[]; banned: number[]; bannedViaDaemon: number[]; bannedBytes: number; rssAfterRestore: number; rssAtRest: number; driftCheckMs: number; driftCheckTook: string }> {
+/**
+ * What `/metrics` and `/api/bans` ask the store for with every ban in the database (the bench's daemon
+ * serves no HTTP: timed on the store directly, median of RUNS).
+ */
+function controlReads(stateDir: string): { metrics: number[]; firstPage: number[] } {
+  const store = Store.openReadOnly(stateDir);
+  const filter = { now: Date.now(), jail: '', targetPrefix: '', reason: '', text: '' };
+  const time = (f: () => unknown): number => {
+    const t = performance.now();
+    f();
+    return performance.now() - t;
+  };
+  const metrics: number[] = [];
+  const firstPage: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    metrics.push(time(() => store.activeBansByFamily()));
+    firstPage.push(time(() => store.activeBansPage(filter, 0, 100)));
+  }
+  store.close();
+  return { metrics, firstPage };
+}
+
+async function restoreAndQuery(): Promise<{ restore: number[]; inKernel: number; status: number[]; banned: number[]; bannedViaDaemon: number[]; bannedBytes: number; rssAfterRestore: number; rssAtRest: number; driftCheckMs: number; driftCheckTook: string; explain: number[]; reads: { metrics: number[]; firstPage: number[] } }> {
   const ns = new BenchNamespace('restore');
   try {
     const stateDir = join(ns.dir, 'state');
@@ -156,8 +181,11 @@ async function restoreAndQuery(): Promise<{ restore: number[]; inKernel: number;
       bannedViaDaemon.push(viaDaemon);
       if (viaDaemon !== Infinity) check();
     }
+    const explain: number[] = [];
+    for (let i = 0; i < RUNS; i++) explain.push(timed(['explain', '10.0.0.7']).ms);
     await daemon!.stop();
-    return { restore, inKernel, status, banned, bannedViaDaemon, bannedBytes, rssAfterRestore, rssAtRest, driftCheckMs, driftCheckTook };
+    const reads = controlReads(stateDir);
+    return { restore, inKernel, status, banned, bannedViaDaemon, bannedBytes, rssAfterRestore, rssAtRest, driftCheckMs, driftCheckTook, explain, reads };
   } finally {
     ns.destroy();
   }
