@@ -226,6 +226,8 @@ export class Store {
   readonly path: string;
   private readonly db: Database.Database;
   private readonly stmts;
+  /** One batch's effects, in a transaction (a savepoint inside another: commitGroup). Made once, run per batch. */
+  private readonly applyInTransaction: (changes: StateChanges, now: number) => void;
 
   private constructor(path: string, db: Database.Database) {
     this.path = path;
@@ -271,6 +273,7 @@ export class Store {
       outboxRemove: db.prepare('DELETE FROM fleet_outbox WHERE id <= ?'),
       outboxSize: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM fleet_outbox'),
     };
+    this.applyInTransaction = db.transaction((changes: StateChanges, now: number) => this.apply(changes, now));
   }
 
   /** Opens (creating if needed) `state.db` under `dir` and migrates it to the current schema. */
@@ -363,21 +366,18 @@ export class Store {
     return new PortcullisError(`cannot write to the state database ${this.path}: ${(e as Error).message}; nothing from this batch was saved — free disk space or fix permissions, Portcullis retries`);
   }
 
-  /** One batch's effects, in a transaction (a savepoint inside another). */
-  private applyInTransaction(changes: StateChanges, now: number): void {
-    this.db.transaction(() => {
-      const s = this.stmts;
-      this.addFailures(changes.failuresAdded ?? EMPTY_ROWS, changes.failuresConsumed ?? []);
-      for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
-      for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
-      if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
-      for (const b of changes.bans ?? []) {
-        s.closeBan.run(b.time, 'replaced by a new ban', b.jail, b.target);
-        s.addBan.run(b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? []));
-      }
-      for (const c of changes.checkpoints ?? []) s.setPosition.run(c.key, c.value, now);
-      if (changes.pruneBefore !== undefined) this.pruneFailures(changes.pruneBefore);
-    })();
+  private apply(changes: StateChanges, now: number): void {
+    const s = this.stmts;
+    this.addFailures(changes.failuresAdded ?? EMPTY_ROWS, changes.failuresConsumed ?? []);
+    for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
+    for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
+    if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
+    for (const b of changes.bans ?? []) {
+      s.closeBan.run(b.time, 'replaced by a new ban', b.jail, b.target);
+      s.addBan.run(b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? []));
+    }
+    for (const c of changes.checkpoints ?? []) s.setPosition.run(c.key, c.value, now);
+    if (changes.pruneBefore !== undefined) this.pruneFailures(changes.pruneBefore);
   }
 
   /**
@@ -408,7 +408,7 @@ export class Store {
     }
   }
 
-
+  /** Every active ban with its evidence, oldest first: for tests and small stores (the daemon asks narrower questions). */
   activeBans(): BanRecord[] {
     return this.stmts.activeBans.all().map(toRecord);
   }
