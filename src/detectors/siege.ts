@@ -17,6 +17,7 @@
  */
 
 import { ownCopy, parseIPv4 } from '../core/address.js';
+import { trimOldest } from '../core/recency.js';
 
 export interface SiegeConfig {
   enterRate: number;
@@ -84,7 +85,7 @@ export class SiegeDetector {
     if (seen === undefined || seen < s) {
       this.sources.delete(key);
       this.sources.set(key, Math.max(s, seen ?? s));
-      if (this.sources.size > MAX_SOURCES) this.sources.delete(this.sources.keys().next().value!);
+      trimOldest(this.sources, MAX_SOURCES);
     }
     if (this.active) {
       if (this.calmSince !== null && this.sum >= this.config.leaveRate) this.calmSince = null;

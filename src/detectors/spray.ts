@@ -1,3 +1,5 @@
+import { trimOldest } from '../core/recency.js';
+
 /**
  * Slow and distributed brute force ("the Hail Mary Cloud" of seed 001): many
  * addresses, each failing only a few times a day, working through the same
@@ -77,7 +79,7 @@ export class LongWindowDetector {
       else this.users.delete(user);
       u.last = Math.max(u.last, time);
       this.users.set(user, u);
-      if (this.users.size > this.config.maxTracked) this.users.delete(this.users.keys().next().value!);
+      trimOldest(this.users, this.config.maxTracked);
       if (u.sprayed) {
         rec.sprayedUser = user;
       } else {
@@ -130,7 +132,7 @@ export class LongWindowDetector {
     }
     rec.last = Math.max(rec.last, time);
     this.addresses.set(address, rec);
-    if (this.addresses.size > this.config.maxTracked) this.addresses.delete(this.addresses.keys().next().value!);
+    trimOldest(this.addresses, this.config.maxTracked);
     return rec;
   }
 

@@ -4,6 +4,7 @@ import { pythonGroups, translatePythonRegex, type TranslatedRegex } from './pyre
 import { expandRegexTags } from './regex-tags.js';
 import { guardRegex, type GuardVerdict } from './regex-guard.js';
 import { zoneOffset } from './strptime.js';
+import { trimOldest } from '../core/recency.js';
 
 /**
  * Runs a loaded fail2ban filter over log lines with fail2ban's semantics:
@@ -425,7 +426,7 @@ export class FailregexEngine {
 
   private cacheSet(key: string, value: { at: number; fail: FailData }): void {
     // Full: drop the oldest entry (insertion order); expired ones are dropped when looked up.
-    if (this.mlfid.size >= MLFID_CACHE_SIZE && !this.mlfid.has(key)) this.mlfid.delete(this.mlfid.keys().next().value!);
+    if (!this.mlfid.has(key)) trimOldest(this.mlfid, MLFID_CACHE_SIZE - 1);
     this.mlfid.set(key, value);
   }
 }

@@ -1,6 +1,7 @@
 import { canonicalAddress } from '../core/address.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import type { Filter, FilterMatch } from './filter.js';
+import { trimOldest } from '../core/recency.js';
 
 /**
  * OpenVPN server (2.3–2.6), from syslog/journal or from its own `--log` file.
@@ -165,7 +166,7 @@ export class OpenvpnFilter implements Filter {
     if (summary && last !== undefined && time - last <= ATTEMPT_TTL_MS && time >= last) return true;
     this.attempts.delete(key);
     this.attempts.set(key, time);
-    if (this.attempts.size > MAX_ATTEMPTS) this.attempts.delete(this.attempts.keys().next().value!);
+    trimOldest(this.attempts, MAX_ATTEMPTS);
     return false;
   }
 }

@@ -1,6 +1,7 @@
 import { canonicalAddress } from '../core/address.js';
 import type { LogLine } from '../core/types.js';
 import { RuleFilter, type Filter, type FilterMatch, type Rule } from './filter.js';
+import { trimOldest } from '../core/recency.js';
 
 /**
  * Sendmail (`sendmail`, `sm-mta`, and the process titles some builds log
@@ -175,10 +176,7 @@ export class SendmailFilter implements Filter {
   private remember(key: string): void {
     this.unknownRecipients.delete(key);
     this.unknownRecipients.set(key, true);
-    if (this.unknownRecipients.size > MAX_PENDING) {
-      const oldest = this.unknownRecipients.keys().next().value;
-      if (oldest !== undefined) this.unknownRecipients.delete(oldest);
-    }
+    trimOldest(this.unknownRecipients, MAX_PENDING);
   }
 }
 

@@ -1,4 +1,5 @@
 import { formatDuration } from '../core/duration.js';
+import { trimOldest } from '../core/recency.js';
 
 /**
  * Repeat offenders: the ban time grows with how often the target was banned
@@ -87,6 +88,6 @@ export class BanCounts {
   private put(key: string, n: number): void {
     this.counts.delete(key);
     this.counts.set(key, n);
-    if (this.counts.size > this.capacity) this.counts.delete(this.counts.keys().next().value!);
+    trimOldest(this.counts, this.capacity);
   }
 }

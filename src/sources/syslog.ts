@@ -7,6 +7,7 @@ import { PortcullisError } from '../core/errors.js';
 import type { LogLine } from '../core/types.js';
 import { EnvelopeParser, type EnvelopeOptions } from './envelope.js';
 import { DEFAULT_MAX_LINE_LENGTH, type BatchHandler, type Source, type SourceStatus } from './source.js';
+import { trimOldest } from '../core/recency.js';
 
 /**
  * Receives syslog over the network from devices that cannot run Portcullis
@@ -422,7 +423,7 @@ export class SyslogSource implements Source {
   private reject(sender: string): void {
     this.dropped.notAllowed++;
     const n = this.rejected.get(sender);
-    if (n === undefined && this.rejected.size >= MAX_TRACKED_REJECTED) this.rejected.delete(this.rejected.keys().next().value!);
+    if (n === undefined) trimOldest(this.rejected, MAX_TRACKED_REJECTED - 1);
     this.rejected.set(sender, (n ?? 0) + 1);
   }
 
@@ -458,7 +459,7 @@ export class SyslogSource implements Source {
   private count(sender: string, now: number): void {
     let s = this.senders.get(sender);
     if (s === undefined) {
-      if (this.senders.size >= MAX_TRACKED_SENDERS) this.senders.delete(this.senders.keys().next().value!);
+      trimOldest(this.senders, MAX_TRACKED_SENDERS - 1);
       s = { lines: 0, lastLineAt: null, minuteStart: now, thisMinute: 0, lastMinute: 0 };
       this.senders.set(sender, s);
     }

@@ -44,8 +44,8 @@ test('a user name tried from fewer addresses than the threshold, or spread wider
 test('memory stays bounded: counts, capped addresses and user names, aged out', () => {
   const d = new LongWindowDetector({ ...config, maxTracked: 100 });
   for (let i = 0; i < 10_000; i++) d.record(`10.0.${i >> 8}.${i & 255}`, `user${i}`, i * 1000);
-  assert.equal(d.trackedAddresses, 100);
-  assert.equal(d.trackedUsers, 100);
+  // At most the cap; the oldest eighth goes at once when it is exceeded.
+  for (const n of [d.trackedAddresses, d.trackedUsers]) assert.ok(n <= 100 && n > 100 - 100 / 8 - 1, `${n} tracked`);
   d.expire(10_000_000 + D);
   assert.equal(d.trackedAddresses, 0);
   assert.equal(d.trackedUsers, 0);
