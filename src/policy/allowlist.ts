@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import { canonicalAddress, formatNetwork, networkCovers, parseIPv4, parseNetwork, type Network } from '../core/address.js';
+import { canonicalAddress, formatNetwork, networkCovers, parseIPv4, parseIPv6, parseNetwork, type Network } from '../core/address.js';
 import { DnsClient, DnsError, type DnsLookup } from './dns.js';
 import { expandSpf, foldNested } from './spf.js';
 
@@ -336,11 +336,12 @@ export class Allowlist {
 
 /**
  * Lookup by prefix length, shortest first: one map probe per distinct length.
- * IPv4 works on plain numbers (every failure is checked here: no BigInt on that path).
+ * Every failure is checked here, so neither family uses BigInt on that path: IPv4 works
+ * on 32-bit numbers, IPv6 on four 32-bit words found through a hash and compared.
  */
 class NetworkIndex {
   private readonly v4: Array<{ mask: number; bases: Map<number, string> }> = [];
-  private readonly v6: Array<{ mask: bigint; bases: Map<bigint, string> }> = [];
+  private readonly v6: Array<{ mask: Uint32Array; bases: Map<number, V6Base[]> }> = [];
 
   constructor(networks: readonly AllowedNetwork[]) {
     const grouped: Record<4 | 6, Map<number, Map<bigint, string>>> = { 4: new Map(), 6: new Map() };
@@ -357,8 +358,21 @@ class NetworkIndex {
       this.v4.push({ mask: prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0, bases });
     }
     for (const prefix of [...grouped[6].keys()].sort((a, b) => a - b)) {
-      const all = (1n << 128n) - 1n;
-      this.v6.push({ mask: all ^ ((1n << BigInt(128 - prefix)) - 1n), bases: grouped[6].get(prefix)! });
+      const mask = new Uint32Array(4);
+      for (let i = 0; i < 4; i++) {
+        const bits = Math.min(32, Math.max(0, prefix - 32 * i));
+        mask[i] = bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+      }
+      const bases = new Map<number, V6Base[]>();
+      for (const [base, label] of grouped[6].get(prefix)!) {
+        const words = new Uint32Array(4);
+        for (let i = 0; i < 4; i++) words[i] = Number((base >> BigInt(96 - 32 * i)) & 0xffffffffn);
+        const key = hashWords(words[0]!, words[1]!, words[2]!, words[3]!);
+        const list = bases.get(key);
+        if (list) list.push({ words, label });
+        else bases.set(key, [{ words, label }]);
+      }
+      this.v6.push({ mask, bases });
     }
   }
 
@@ -371,13 +385,37 @@ class NetworkIndex {
       }
       return null;
     }
-    if (this.v6.length === 0) return null;
-    const host = parseNetwork(address);
-    if (host === null || host.family !== 6) return null;
+    if (this.v6.length === 0 || !parseIPv6(address, GROUPS)) return null;
+    const g = GROUPS;
+    const a0 = (g[0]! << 16) | g[1]!;
+    const a1 = (g[2]! << 16) | g[3]!;
+    const a2 = (g[4]! << 16) | g[5]!;
+    const a3 = (g[6]! << 16) | g[7]!;
     for (const { mask, bases } of this.v6) {
-      const label = bases.get(host.base & mask);
-      if (label !== undefined) return label;
+      const w0 = (a0 & mask[0]!) >>> 0;
+      const w1 = (a1 & mask[1]!) >>> 0;
+      const w2 = (a2 & mask[2]!) >>> 0;
+      const w3 = (a3 & mask[3]!) >>> 0;
+      const list = bases.get(hashWords(w0, w1, w2, w3));
+      if (list === undefined) continue;
+      for (const { words, label } of list) if (words[0] === w0 && words[1] === w1 && words[2] === w2 && words[3] === w3) return label;
     }
     return null;
   }
+}
+
+interface V6Base {
+  words: Uint32Array;
+  label: string;
+}
+
+/** Scratch groups for IPv6 lookups (single-threaded, never held across calls). */
+const GROUPS = new Uint16Array(8);
+
+function hashWords(w0: number, w1: number, w2: number, w3: number): number {
+  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 15) ^ w1, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 13) ^ w2, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 16) ^ w3, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
