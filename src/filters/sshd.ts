@@ -1,4 +1,5 @@
 import { canonicalAddress } from '../core/address.js';
+import { escapeRegExp } from '../core/regexp.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import { ConnectionTable } from './connections.js';
 import type { Filter, FilterMatch } from './filter.js';
@@ -286,7 +287,7 @@ interface Held {
 }
 
 const PATTERN_IDS = [...new Set([...RULES, ...CONNECTION_RULES].map((r) => r.id))];
-const ANY_NEEDLE = new RegExp(RULES.map((r) => r.needle.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+const ANY_NEEDLE = new RegExp(RULES.map((r) => escapeRegExp(r.needle)).join('|'));
 
 export class SshdFilter implements Filter {
   readonly name = 'sshd';

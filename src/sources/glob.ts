@@ -1,5 +1,6 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { escapeRegExp } from '../core/regexp.js';
 
 /**
  * The small part of shell globbing that log paths need, hand-written (a few
@@ -69,10 +70,6 @@ export function segmentMatcher(segment: string): RegExp {
     }
   }
   return new RegExp(`${re}$`, 's');
-}
-
-function escapeRegExp(c: string): string {
-  return c.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 /** One brace-free variant of a pattern: the directory part and the file name part. */
