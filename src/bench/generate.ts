@@ -76,7 +76,8 @@ export function writeMixedLog(path: string, lines: number, options: { seed?: num
           : s < 0.8 ? `${ts} gw sshd[${pid}]: Invalid user ${u} from ${a} port ${port}`
           : `${ts} gw sshd[${pid}]: Connection closed by authenticating user ${u} ${a} port ${port} [preauth]`;
       } else if (k < 0.5) {
-        line = `${ts} gw ovpn-server[535]: ${v4 ? a : `[${a}]`}:${port} TLS Error: TLS handshake failed`;
+        // OpenVPN's instance prefix is ADDR:PORT for an IPv4 peer and the bare address for an IPv6 one.
+        line = `${ts} gw ovpn-server[535]: ${v4 ? `${a}:${port}` : a} TLS Error: TLS handshake failed`;
       } else if (k < 0.7) {
         line = `${ts} gw postfix/smtpd[${pid}]: warning: unknown[${a}]: SASL LOGIN authentication failed: UGFzc3dvcmQ6`;
       } else if (k < 0.85) {

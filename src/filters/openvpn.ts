@@ -2,6 +2,7 @@ import { canonicalAddress } from '../core/address.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import type { Filter, FilterMatch } from './filter.js';
 import { trimOldest } from '../core/recency.js';
+import { escapeRegExp } from '../core/regexp.js';
 
 /**
  * OpenVPN server (2.3–2.6), from syslog/journal or from its own `--log` file.
@@ -117,6 +118,9 @@ const RULES: readonly OpenvpnRule[] = [
   },
 ];
 
+/** Every rule's needle in one alternation: one scan rejects the lines no rule can match. */
+const ANY_NEEDLE = new RegExp([...new Set(RULES.map((r) => escapeRegExp(r.needle)))].join('|'));
+
 /** How long a reported ADDR:PORT absorbs its summary lines (OpenVPN's hand-window is 60 s by default). */
 const ATTEMPT_TTL_MS = 120_000;
 const MAX_ATTEMPTS = 10_000;
@@ -143,6 +147,7 @@ export class OpenvpnFilter implements Filter {
 
   match(line: LogLine): FilterMatch | null {
     const message = line.message;
+    if (!ANY_NEEDLE.test(message)) return null;
     for (const rule of RULES) {
       if (!message.includes(rule.needle)) continue;
       const m = rule.re.exec(message);
