@@ -35,9 +35,12 @@ function random(seed: number): () => number {
 
 describe('LineSplitter', () => {
   it('gives the same lines for every way of cutting the input into chunks', () => {
-    const alphabet = [0x0a, 0x0d, 0x61, 0x62, 0xc3, 0xa9, 0xe2, 0x9c, 0x93, 0xff, 0x20];
+    const mixed = [0x0a, 0x0d, 0x61, 0x62, 0xc3, 0xa9, 0xe2, 0x9c, 0x93, 0xff, 0x20];
+    // Chunks of plain ASCII take a decoder of their own: every third input has a rare non-ASCII byte.
+    const mostlyAscii = [0x0a, 0x0d, 0x61, 0x62, 0x20, 0x61, 0x62, 0x20, 0x61, 0x62, 0x20, 0x61, 0x62, 0x20, 0x61, 0x62, 0x20, 0x61, 0x62, 0x20, 0xc3, 0xa9, 0xff];
     for (let seed = 1; seed <= 300; seed++) {
       const rand = random(seed);
+      const alphabet = seed % 3 === 0 ? mostlyAscii : mixed;
       const max = 1 + Math.floor(rand() * 12);
       const input = Buffer.from(Array.from({ length: Math.floor(rand() * 200) }, () => alphabet[Math.floor(rand() * alphabet.length)]!));
       const expected = reference(input, max);
