@@ -100,6 +100,11 @@ export class FailureCounter<R extends string | number = string> {
     const { maxretry, findtime } = this.limits;
     if (time > this.newest) this.newest = time;
     if (this.lastSweep === -Infinity) this.lastSweep = time;
+    // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost. It comes
+    // before the lookup: a sweep may rebuild the table smaller and renumber every entry, and an entry
+    // number held across it pointed at another row (a trip then unlinked a row from a chain it was
+    // not in, and looped for ever).
+    if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     let e = this.find(address);
     let count: number;
     if (e < 0) {
@@ -109,8 +114,6 @@ export class FailureCounter<R extends string | number = string> {
     } else {
       count = this.add(e, time, ref, time - findtime, maxretry);
     }
-    // A sweep per 1/16 of findtime (of log time) keeps memory bounded at O(1) amortised cost.
-    if (this.newest - this.lastSweep >= findtime / 16) this.sweep(this.newest);
     if (count < maxretry) return null;
     const evidence = this.windowRefs(e).map((r) => this.decode(r));
     this.kill(e);
@@ -312,7 +315,11 @@ export class FailureCounter<R extends string | number = string> {
     } else {
       const bucket = this.hash(rows[o + KEY_A]!, rows[o + KEY_B]!, rows[o + KEY_C]!) & (this.capacity - 1);
       let prev = -1;
-      for (let x = this.buckets[bucket]!; x !== e; x = rows[x * STRIDE + NEXT]!) prev = x;
+      for (let x = this.buckets[bucket]!; x !== e; x = rows[x * STRIDE + NEXT]!) {
+        // A broken chain would loop here for ever: fail loudly instead.
+        if (x < 0) throw new Error(`failure counter: entry ${e} is not in its hash chain (internal error)`);
+        prev = x;
+      }
       if (prev < 0) this.buckets[bucket] = rows[o + NEXT]!;
       else rows[prev * STRIDE + NEXT] = rows[o + NEXT]!;
     }

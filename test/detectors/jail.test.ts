@@ -84,3 +84,16 @@ test('agrees with a plain list-per-address model on random traffic (IPv4, IPv6, 
     }
   }
 });
+
+test('a trip on the failure whose sweep rebuilds the table smaller bans the right address (no stale entry number)', { timeout: 20_000 }, () => {
+  // 3,000 addresses fail once, then each a second time, 1 ms apart: every second failure trips, and
+  // the sweep at the 5,000th ms finds a quarter of the table live and rebuilds it smaller on a trip.
+  const counter = new FailureCounter<number>({ maxretry: 2, findtime: 16_000 });
+  const t0 = 1_700_000_000_000;
+  const address = (i: number): string => `10.0.${i >> 8}.${i & 255}`;
+  for (let i = 0; i < 3000; i++) assert.equal(counter.record(address(i), t0 + i, i), null);
+  for (let i = 0; i < 3000; i++) {
+    assert.deepEqual(counter.record(address(i), t0 + 3000 + i, 3000 + i), { address: address(i), evidence: [i, 3000 + i], failures: 2 }, `address ${i}`);
+  }
+  assert.equal(counter.size, 0);
+});
