@@ -57,6 +57,15 @@ const TWO_32 = 4294967296;
 /** Scratch for keyOf (single-threaded: never held across calls). */
 const KEY = new Float64Array(3);
 
+/** Failure i (oldest first) of the entry at row offset o: the first two in the row, the rest in `more`. */
+function timeAt(rows: Float64Array, o: number, more: number[] | undefined, i: number): number {
+  return i === 0 ? rows[o + TIME0]! : i === 1 ? rows[o + TIME1]! : more![2 * i - 4]!;
+}
+
+function refAt(rows: Float64Array, o: number, more: number[] | undefined, i: number): number {
+  return i === 0 ? rows[o + REF0]! : i === 1 ? rows[o + REF1]! : more![2 * i - 3]!;
+}
+
 /**
  * `R` is what is kept per failure for the evidence: the log line itself, or
  * (in the daemon) the id of the failure's row in the state database, so a
@@ -163,38 +172,53 @@ export class FailureCounter<R extends string | number = string> {
     return count;
   }
 
-  /** The general case: the window as time, ref pairs, appended to and trimmed from the front. */
+  /**
+   * The general case (a third failure and on): the failures beyond the first two are time, ref pairs
+   * in the entry's `more` array, appended to, and the window trimmed from the front in place. A flood
+   * brings every address here several times: no array is made per failure, only one per entry.
+   */
   private addSlow(e: number, at: number, ref: R, limit: number, maxretry: number): number {
     const rows = this.rows;
     const o = e * STRIDE;
-    const pairs = this.window(e);
-    pairs.push(at, this.encode(ref));
-    let drop = 0;
-    while (pairs.length - drop > 2 && (pairs[drop]! <= limit || (pairs.length - drop) / 2 > maxretry)) {
-      this.drop(pairs[drop + 1]!);
-      drop += 2;
+    let n = rows[o + COUNT]!;
+    let more = this.more.get(e);
+    if (n === 1) {
+      rows[o + TIME1] = at;
+      rows[o + REF1] = this.encode(ref);
+    } else {
+      if (more === undefined) this.more.set(e, (more = []));
+      more.push(at, this.encode(ref));
     }
-    if (drop > 0) pairs.splice(0, drop);
-    rows[o + TIME0] = pairs[0]!;
-    rows[o + REF0] = pairs[1]!;
-    rows[o + TIME1] = pairs.length > 2 ? pairs[2]! : 0;
-    rows[o + REF1] = pairs.length > 2 ? pairs[3]! : 0;
-    if (pairs.length > 4) this.more.set(e, pairs.slice(4));
-    else this.more.delete(e);
-    return (rows[o + COUNT] = pairs.length / 2);
+    n++;
+    let drop = 0;
+    while (n - drop > 1 && (timeAt(rows, o, more, drop) <= limit || n - drop > maxretry)) this.drop(refAt(rows, o, more, drop++));
+    if (drop > 0) {
+      const kept = n - drop;
+      const t0 = timeAt(rows, o, more, drop), r0 = refAt(rows, o, more, drop);
+      const t1 = kept > 1 ? timeAt(rows, o, more, drop + 1) : 0, r1 = kept > 1 ? refAt(rows, o, more, drop + 1) : 0;
+      rows[o + TIME0] = t0;
+      rows[o + REF0] = r0;
+      rows[o + TIME1] = t1;
+      rows[o + REF1] = r1;
+      if (more !== undefined) {
+        // The failures from drop + 2 on move to the front of `more`.
+        if (kept > 2) more.copyWithin(0, 2 * drop);
+        more.length = Math.max(0, 2 * (kept - 2));
+      }
+    }
+    if (more !== undefined && more.length === 0) this.more.delete(e);
+    return (rows[o + COUNT] = n - drop);
   }
 
-  /** A live entry's failures as time, ref pairs, oldest first. */
-  private window(e: number): number[] {
+  /** A live entry's refs, oldest first (for a trip's evidence). */
+  private windowRefs(e: number): number[] {
     const rows = this.rows;
     const o = e * STRIDE;
     const n = rows[o + COUNT]!;
-    if (n === 1) return [rows[o + TIME0]!, rows[o + REF0]!];
-    return [rows[o + TIME0]!, rows[o + REF0]!, rows[o + TIME1]!, rows[o + REF1]!, ...(this.more.get(e) ?? [])];
-  }
-
-  private windowRefs(e: number): number[] {
-    return this.window(e).filter((_, i) => i % 2 === 1);
+    const refs = n === 1 ? [rows[o + REF0]!] : [rows[o + REF0]!, rows[o + REF1]!];
+    const more = this.more.get(e);
+    if (more !== undefined) for (let i = 1; i < more.length; i += 2) refs.push(more[i]!);
+    return refs;
   }
 
   /** The newest failure time of a live entry (lines can arrive slightly out of order). */
@@ -323,7 +347,8 @@ export class FailureCounter<R extends string | number = string> {
       if (prev < 0) this.buckets[bucket] = rows[o + NEXT]!;
       else rows[prev * STRIDE + NEXT] = rows[o + NEXT]!;
     }
-    for (const r of this.windowRefs(e)) this.drop(r);
+    // Only lines held in slots need letting go; ids (the daemon's) are left as they are.
+    if (this.lineSlots.length > 0) for (const r of this.windowRefs(e)) this.drop(r);
     rows[o + COUNT] = 0;
     this.more.delete(e);
     this.live--;
