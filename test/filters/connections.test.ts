@@ -20,15 +20,21 @@ test('a connection is found by host and pid; hosts and pids do not collide', () 
 });
 
 test('behaves like a Map with the same eviction (stale first, then the older half by arrival) over random steps', () => {
+  // Stale evictions leave their slots' places in the arrival queue behind: a short TTL makes most
+  // evictions stale ones, and pauses longer than the TTL, between runs that fill the table, make the
+  // queue fill up with them before the older half is dropped again.
+  for (const [ttl, pauseEvery] of [[600, 0], [100, 0], [600, 700]] as const) modelSteps(ttl, pauseEvery);
+});
+
+function modelSteps(ttl: number, pauseEvery: number): void {
   const capacity = 50;
-  const ttl = 600;
   const t = new ConnectionTable(capacity, ttl);
   const model = new Map<string, { address: string; time: number; counted: number }>();
   let x = 11;
   const rand = (n: number): number => ((x = (x * 48271) % 2147483647) % n);
   let now = 0;
   for (let step = 0; step < 20_000; step++) {
-    now += rand(20);
+    now += rand(20) + (pauseEvery > 0 && step % pauseEvery === pauseEvery - 1 ? 2 * ttl : 0);
     const host = ['a', 'b', null][rand(3)]!;
     const pid = 100 + rand(60);
     const id = `${host}/${pid}`;
@@ -60,4 +66,4 @@ test('behaves like a Map with the same eviction (stale first, then the older hal
     }
     assert.equal(t.size, model.size);
   }
-});
+}
