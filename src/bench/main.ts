@@ -6,6 +6,7 @@ import { manyAttackers } from './many-attackers.js';
 import { throughput } from './throughput.js';
 import { latency } from './latency.js';
 import { manyBans } from './many-bans.js';
+import { hostile } from './hostile.js';
 
 /**
  * `npm run bench [-- SECTION…]`: figures, not tests. Every section generates
@@ -21,6 +22,7 @@ const SECTIONS: Record<string, () => Promise<BenchSection>> = {
   flood,
   latency,
   'many-bans': manyBans,
+  hostile,
 };
 
 async function main(): Promise<void> {
