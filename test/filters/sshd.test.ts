@@ -83,8 +83,14 @@ test('sshd: the per-process peer is kept per host and pid', () => {
   assert.equal(f.match(lineOf('Connection closed by 192.0.2.8 port 5001', 'sshd', 12)), null);
 });
 
-test('sshd: 16 KiB hostile lines give the real peer or nothing', () => {
-  for (const body of hostileBodies([' port 1', ' rhost=1.2.3.4', ' ssh1: ruser ', ', client user "', ' [preauth]'])) {
+test('sshd: hostile lines give the real peer or nothing; lines longer than sshd can write give nothing', () => {
+  // sshd logs at most 500 characters (1,021 to stderr): up to the filter's 2,048 the real peer is found,
+  // a 16 KiB line tagged sshd is somebody else's and matches nothing.
+  for (const full of hostileBodies([' port 1', ' rhost=1.2.3.4', ' ssh1: ruser ', ', client user "', ' [preauth]'])) {
+    for (const message of [`Failed password for ${full} from 192.0.2.1 port 22 ssh2`, `Invalid user ${full} from 192.0.2.1 port 22`, full]) {
+      assert.equal(match(message), null, message.slice(0, 80));
+    }
+    const body = full.slice(0, 1900);
     const cases: Array<[string, string | null]> = [
       [`Failed password for ${body} from 192.0.2.1 port 22 ssh2`, '192.0.2.1'],
       [`Failed password for invalid user ${body}`, null],
