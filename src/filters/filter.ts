@@ -67,6 +67,11 @@ export interface RuleFilterSpec {
   rules: readonly Rule[];
   /** Lines containing any of these are never matched (e.g. successful logins that share a prefix). */
   ignore?: readonly RegExp[];
+  /**
+   * The longest message the service itself can write (its own logging truncates there). A longer line
+   * under its name was written by somebody else: it is skipped before any pattern scans it.
+   */
+  maxMessageLength?: number;
 }
 
 /** A filter built from rules with named groups `addr` and optionally `user`. */
@@ -80,6 +85,7 @@ export class RuleFilter implements Filter {
   private readonly ignore: readonly RegExp[];
   /** Every rule's needle in one alternation: one scan rejects the lines no rule can match (most lines of a busy service). */
   private readonly anyNeedle: RegExp;
+  private readonly maxMessageLength: number;
 
   constructor(spec: RuleFilterSpec) {
     this.name = spec.name;
@@ -89,12 +95,13 @@ export class RuleFilter implements Filter {
     this.rules = spec.rules;
     this.ignore = spec.ignore ?? [];
     this.patterns = spec.rules.map((r) => r.id);
+    this.maxMessageLength = spec.maxMessageLength ?? Infinity;
     this.anyNeedle = new RegExp([...new Set(spec.rules.map((r) => r.needle))].map(escapeRegExp).join('|'));
   }
 
   match(line: LogLine): FilterMatch | null {
     const msg = line.message;
-    if (!this.anyNeedle.test(msg)) return null;
+    if (msg.length > this.maxMessageLength || !this.anyNeedle.test(msg)) return null;
     for (const rule of this.rules) {
       if (!msg.includes(rule.needle)) continue;
       const m = rule.re.exec(msg);

@@ -22,6 +22,8 @@ export const nginxHttpAuth = new RuleFilter({
   service: 'http',
   programs: ['nginx'],
   bareLines: true,
+  // An error-log line is at most NGX_MAX_ERROR_STR bytes: 2,048, 4,096 in debug builds.
+  maxMessageLength: 4096,
   rules: [
     {
       id: 'user-not-found',
@@ -59,6 +61,8 @@ export const nginxLimitReq = new RuleFilter({
   service: 'http',
   programs: ['nginx'],
   bareLines: true,
+  // An error-log line is at most NGX_MAX_ERROR_STR bytes: 2,048, 4,096 in debug builds.
+  maxMessageLength: 4096,
   rules: [
     {
       // `delaying request` (burst without nodelay) and `dry run` lines are not rejections.

@@ -25,8 +25,8 @@ export function fixtureLines(name: string): string[] {
 }
 
 /** A line of about 16 KiB: `head`, then `unit` repeated, then `tail`. */
-export function hostile(head: string, unit: string, tail = ''): string {
-  const size = 16 * 1024 - head.length - tail.length;
+export function hostile(head: string, unit: string, tail = '', length = 16 * 1024): string {
+  const size = length - head.length - tail.length;
   return head + unit.repeat(Math.ceil(size / unit.length)).slice(0, size) + tail;
 }
 
