@@ -116,29 +116,40 @@ function hostileLines(templates: readonly string[], units: readonly string[], ma
 interface FilterFigures {
   filter: string;
   lines: number;
-  /** Lines per second of each pass (envelope and filter). */
+  /** Lines per second of each measured pass (envelope and filter). */
   rates: number[];
-  /** The slowest single line over every pass, in ms. */
+  /** The slowest single line over the measured passes, in ms. */
   worstMs: number;
+  /** The slowest single line of the first, unmeasured pass (patterns compiled and optimised as they are first met), in ms. */
+  firstPassWorstMs: number;
 }
 
-/** Runs every line through the envelope and the filter, each timed on its own. */
+/** Times one pass; every line through the envelope and the filter, each timed on its own. */
+function pass(filter: Filter, lines: readonly string[]): { rate: number; worst: number } {
+  const parser = new EnvelopeParser({});
+  let total = 0n;
+  let worst = 0;
+  for (const text of lines) {
+    const t = process.hrtime.bigint();
+    filter.match(parser.parse(text, 'bench'));
+    const dt = process.hrtime.bigint() - t;
+    total += dt;
+    if (Number(dt) > worst) worst = Number(dt);
+  }
+  return { rate: lines.length / (Number(total) / 1e9), worst: worst / 1e6 };
+}
+
+/** A first pass warms the filter up (V8 compiles a regex on its first run, optimises code as it gets hot); then RUNS measured passes. */
 function measure(name: string, filter: Filter, lines: readonly string[]): FilterFigures {
+  const first = pass(filter, lines);
   const rates: number[] = [];
   let worst = 0;
   for (let run = 0; run < RUNS; run++) {
-    const parser = new EnvelopeParser({});
-    let total = 0n;
-    for (const text of lines) {
-      const t = process.hrtime.bigint();
-      filter.match(parser.parse(text, 'bench'));
-      const dt = process.hrtime.bigint() - t;
-      total += dt;
-      if (Number(dt) > worst) worst = Number(dt);
-    }
-    rates.push(lines.length / (Number(total) / 1e9));
+    const p = pass(filter, lines);
+    rates.push(p.rate);
+    worst = Math.max(worst, p.worst);
   }
-  return { filter: name, lines: lines.length, rates, worstMs: worst / 1e6 };
+  return { filter: name, lines: lines.length, rates, worstMs: worst, firstPassWorstMs: first.worst };
 }
 
 /** Sample lines of fail2ban's log for a filter: its non-comment lines, at most `max`, spread over the file. */
@@ -165,7 +176,7 @@ function rowsFor(label: string, figures: readonly FilterFigures[]): BenchRow[] {
     },
     {
       name: `${label}: slowest single line`,
-      value: `${worst.worstMs.toFixed(2)} ms (${worst.filter}, over ${slowest.rates.length} passes)`,
+      value: `${worst.worstMs.toFixed(2)} ms (${worst.filter}, over ${slowest.rates.length} passes after a first one; the first pass's slowest: ${Math.max(...figures.map((f) => f.firstPassWorstMs)).toFixed(2)} ms)`,
       target: '≤ 10 ms',
       met: worst.worstMs <= 10,
     },

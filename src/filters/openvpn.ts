@@ -118,6 +118,13 @@ const RULES: readonly OpenvpnRule[] = [
   },
 ];
 
+/**
+ * The longest message OpenVPN writes: its message buffer (ERR_BUF_SIZE) holds 1,280 bytes in 2.3
+ * (8,192 with PKCS#11) and 10,240 since 2.4, instance prefix included. A longer line is somebody
+ * else's: it is skipped before any pattern scans it.
+ */
+const MAX_MESSAGE_LENGTH = 10_240;
+
 /** Every rule's needle in one alternation: one scan rejects the lines no rule can match. */
 const ANY_NEEDLE = new RegExp([...new Set(RULES.map((r) => escapeRegExp(r.needle)))].join('|'));
 
@@ -147,7 +154,7 @@ export class OpenvpnFilter implements Filter {
 
   match(line: LogLine): FilterMatch | null {
     const message = line.message;
-    if (!ANY_NEEDLE.test(message)) return null;
+    if (message.length > MAX_MESSAGE_LENGTH || !ANY_NEEDLE.test(message)) return null;
     for (const rule of RULES) {
       if (!message.includes(rule.needle)) continue;
       const m = rule.re.exec(message);
