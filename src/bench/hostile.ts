@@ -103,8 +103,13 @@ function boundaries(template: string, max: number): number[] {
   const all: number[] = [];
   for (let i = template.indexOf(' '); i >= 0; i = template.indexOf(' ', i + 1)) all.push(i);
   all.push(template.length);
-  if (all.length <= max) return all;
-  return Array.from({ length: max }, (_, k) => all[Math.floor((k * (all.length - 1)) / (max - 1))]!);
+  return spreadPick(all, max);
+}
+
+/** At most `max` of `items`, spread evenly from the first to the last. */
+function spreadPick<T>(items: readonly T[], max: number): T[] {
+  if (items.length <= max) return [...items];
+  return Array.from({ length: max }, (_, k) => items[Math.floor((k * (items.length - 1)) / (max - 1))]!);
 }
 
 function hostileLines(templates: readonly string[], units: readonly string[], maxBoundaries: number): string[] {
@@ -157,8 +162,7 @@ function sampleLines(name: string, max: number): string[] {
   const file = join(FAIL2BAN_SAMPLES, name);
   if (!existsSync(file)) return [];
   const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
-  if (lines.length <= max) return lines;
-  return Array.from({ length: max }, (_, k) => lines[Math.floor((k * (lines.length - 1)) / (max - 1))]!);
+  return spreadPick(lines, max);
 }
 
 function rowsFor(label: string, figures: readonly FilterFigures[]): BenchRow[] {

@@ -1,5 +1,5 @@
 import { canonicalAddress } from '../core/address.js';
-import { escapeRegExp } from '../core/regexp.js';
+import { anyOf } from '../core/regexp.js';
 import type { EventKind, LogLine } from '../core/types.js';
 
 /** What a filter makes of one line. */
@@ -96,7 +96,7 @@ export class RuleFilter implements Filter {
     this.ignore = spec.ignore ?? [];
     this.patterns = spec.rules.map((r) => r.id);
     this.maxMessageLength = spec.maxMessageLength ?? Infinity;
-    this.anyNeedle = new RegExp([...new Set(spec.rules.map((r) => r.needle))].map(escapeRegExp).join('|'));
+    this.anyNeedle = anyOf(spec.rules.map((r) => r.needle));
   }
 
   match(line: LogLine): FilterMatch | null {

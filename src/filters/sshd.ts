@@ -1,5 +1,5 @@
 import { canonicalAddress } from '../core/address.js';
-import { escapeRegExp } from '../core/regexp.js';
+import { anyOf } from '../core/regexp.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import { ConnectionTable } from './connections.js';
 import type { Filter, FilterMatch } from './filter.js';
@@ -295,7 +295,7 @@ interface Held {
 const MAX_MESSAGE_LENGTH = 2048;
 
 const PATTERN_IDS = [...new Set([...RULES, ...CONNECTION_RULES].map((r) => r.id))];
-const ANY_NEEDLE = new RegExp(RULES.map((r) => escapeRegExp(r.needle)).join('|'));
+const ANY_NEEDLE = anyOf(RULES.map((r) => r.needle));
 
 export class SshdFilter implements Filter {
   readonly name = 'sshd';
