@@ -51,10 +51,12 @@ export class ApacheAuthFilter implements Filter {
   readonly programs = ['httpd', 'httpd/', 'apache2', 'apache'];
   readonly bareLines = true;
   readonly patterns = RULES.map((r) => r.id);
+  /** httpd formats each error log line, header included, into MAX_STRING_LEN (8,192 bytes; log_error_core in server/log.c). */
+  readonly maxMessageLength = 8192;
 
   match(line: LogLine): FilterMatch | null {
     const message = line.message;
-    if (!message.startsWith('[')) return null;
+    if (message.length > this.maxMessageLength || !message.startsWith('[')) return null;
     const head = HEADER.exec(message);
     if (head === null) return null;
     const body = message.slice(head[0].length);

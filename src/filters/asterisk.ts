@@ -44,6 +44,8 @@ const securityEvent = (events: string): RegExp =>
     `${HEAD}SecurityEvent="(?:${events})",.*,RemoteAddress="IPV[46]/(?:UDP|TCP|TLS|WSS?)/\\[?${ADDR}\\]?/\\d{1,5}"${SECURITY_TAIL}`,
   );
 
+const IAX_AUTH_FAILED = new RegExp(`${HEAD}Host ${ADDR} failed (?:to authenticate as|MD5 authentication for) '`);
+
 const rules: Rule[] = [
   {
     id: 'sip-wrong-password',
@@ -113,11 +115,18 @@ const rules: Rule[] = [
     needle: 'SecurityEvent="FailedACL"',
     re: securityEvent('FailedACL'),
   },
+  // One rule per wording: `Host ` is too short a needle to search fast on a crafted line (MIN_NEEDLE_LENGTH).
   {
     id: 'iax-auth-failed',
     kind: 'auth-failure',
-    needle: 'Host ',
-    re: new RegExp(`${HEAD}Host ${ADDR} failed (?:to authenticate as|MD5 authentication for) '`),
+    needle: ' failed to authenticate as ',
+    re: IAX_AUTH_FAILED,
+  },
+  {
+    id: 'iax-auth-failed',
+    kind: 'auth-failure',
+    needle: ' failed MD5 authentication for ',
+    re: IAX_AUTH_FAILED,
   },
   {
     id: 'iax-unknown-peer',
@@ -152,4 +161,6 @@ export const asterisk = new RuleFilter({
   programs: ['asterisk'],
   bareLines: true,
   rules,
+  // Asterisk formats each log line, file or syslog, into a LOGMSG_SIZE buffer: MAX(BUFSIZ, 8192), 8,192 bytes on glibc (main/logger.c).
+  maxMessageLength: 8192,
 });

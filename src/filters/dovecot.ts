@@ -48,6 +48,13 @@ const PASSDB_SUBJECT = `${PASSDB_DRIVER}\\((?<user>.*),${ADDR}(?:,(?:<[\\w+/=-]{
 const PASSDB_NOTES = '(?: \\(for LDAP bind\\))?(?: \\(SHA1 of given password: [0-9a-f]{1,40}\\))?$';
 const PAM_UNIX = '^pam_unix\\(dovecot:auth\\): authentication failure; logname=\\S{0,64} uid=\\d{1,10} euid=\\d{1,10} tty=\\S{0,64} ruser=';
 
+// Rules with several wordings share one pattern, each wording its own needle: a needle short enough to
+// cover them all (`auth`, `): `) is slow to search on a crafted line (MIN_NEEDLE_LENGTH).
+const NO_AUTH_ATTEMPTS = new RegExp(
+      `${LOGIN_PREFIX}[^()]{0,200}(?:\\([^()]{0,100}\\)[^()]{0,200}){0,3}\\((?:no auth attempts(?: in \\d{1,9} secs?)?|disconnected before auth was ready, waited \\d{1,9} secs?|client didn't finish SASL auth, waited \\d{1,9} secs?)\\)(?: \\([\\w_]{1,40}\\))?${LOGIN_FIELDS}`,
+);
+const PASSWORD_MISMATCH = new RegExp(`${PASSDB_PREFIX}${PASSDB_SUBJECT}(?:Password mismatch|invalid credentials)${PASSDB_NOTES}`);
+
 const rules: Rule[] = [
   {
     id: 'login-auth-failed',
@@ -73,10 +80,20 @@ const rules: Rule[] = [
   {
     id: 'login-no-auth-attempts',
     kind: 'probe',
-    needle: 'auth',
-    re: new RegExp(
-      `${LOGIN_PREFIX}[^()]{0,200}(?:\\([^()]{0,100}\\)[^()]{0,200}){0,3}\\((?:no auth attempts(?: in \\d{1,9} secs?)?|disconnected before auth was ready, waited \\d{1,9} secs?|client didn't finish SASL auth, waited \\d{1,9} secs?)\\)(?: \\([\\w_]{1,40}\\))?${LOGIN_FIELDS}`,
-    ),
+    needle: 'no auth attempts',
+    re: NO_AUTH_ATTEMPTS,
+  },
+  {
+    id: 'login-no-auth-attempts',
+    kind: 'probe',
+    needle: 'before auth was ready',
+    re: NO_AUTH_ATTEMPTS,
+  },
+  {
+    id: 'login-no-auth-attempts',
+    kind: 'probe',
+    needle: "didn't finish SASL auth",
+    re: NO_AUTH_ATTEMPTS,
   },
   {
     id: 'passdb-unknown-user',
@@ -87,8 +104,14 @@ const rules: Rule[] = [
   {
     id: 'passdb-password-mismatch',
     kind: 'auth-failure',
-    needle: '): ',
-    re: new RegExp(`${PASSDB_PREFIX}${PASSDB_SUBJECT}(?:Password mismatch|invalid credentials)${PASSDB_NOTES}`),
+    needle: 'Password mismatch',
+    re: PASSWORD_MISMATCH,
+  },
+  {
+    id: 'passdb-password-mismatch',
+    kind: 'auth-failure',
+    needle: 'invalid credentials',
+    re: PASSWORD_MISMATCH,
   },
   {
     id: 'passdb-pam-failed',

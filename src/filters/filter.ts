@@ -1,5 +1,5 @@
 import { canonicalAddress } from '../core/address.js';
-import { anyOf } from '../core/regexp.js';
+import { needleGate } from '../core/regexp.js';
 import type { EventKind, LogLine } from '../core/types.js';
 
 /** What a filter makes of one line. */
@@ -41,6 +41,11 @@ export interface Filter {
   readonly bareLines: boolean;
   /** Rule identifiers, in order, for per-pattern hit counts. */
   readonly patterns: readonly string[];
+  /**
+   * The longest message the filter scans: its service cannot write a longer one, so a longer line under
+   * its name is somebody else's and is skipped unread. Undefined: every message is scanned.
+   */
+  readonly maxMessageLength?: number;
   match(line: LogLine): FilterMatch | null;
 }
 
@@ -85,7 +90,9 @@ export class RuleFilter implements Filter {
   private readonly ignore: readonly RegExp[];
   /** Every rule's needle in one alternation: one scan rejects the lines no rule can match (most lines of a busy service). */
   private readonly anyNeedle: RegExp;
-  private readonly maxMessageLength: number;
+  readonly maxMessageLength?: number;
+  /** maxMessageLength, Infinity when unset: one comparison on the hot path. */
+  private readonly lengthLimit: number;
 
   constructor(spec: RuleFilterSpec) {
     this.name = spec.name;
@@ -94,14 +101,15 @@ export class RuleFilter implements Filter {
     this.bareLines = spec.bareLines ?? false;
     this.rules = spec.rules;
     this.ignore = spec.ignore ?? [];
-    this.patterns = spec.rules.map((r) => r.id);
-    this.maxMessageLength = spec.maxMessageLength ?? Infinity;
-    this.anyNeedle = anyOf(spec.rules.map((r) => r.needle));
+    this.patterns = [...new Set(spec.rules.map((r) => r.id))];
+    this.maxMessageLength = spec.maxMessageLength;
+    this.lengthLimit = spec.maxMessageLength ?? Infinity;
+    this.anyNeedle = needleGate(spec.rules.map((r) => r.needle));
   }
 
   match(line: LogLine): FilterMatch | null {
     const msg = line.message;
-    if (msg.length > this.maxMessageLength || !this.anyNeedle.test(msg)) return null;
+    if (msg.length > this.lengthLimit || !this.anyNeedle.test(msg)) return null;
     for (const rule of this.rules) {
       if (!msg.includes(rule.needle)) continue;
       const m = rule.re.exec(msg);

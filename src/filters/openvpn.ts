@@ -2,7 +2,7 @@ import { canonicalAddress } from '../core/address.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import type { Filter, FilterMatch } from './filter.js';
 import { trimOldest } from '../core/recency.js';
-import { anyOf } from '../core/regexp.js';
+import { needleGate } from '../core/regexp.js';
 
 /**
  * OpenVPN server (2.3–2.6), from syslog/journal or from its own `--log` file.
@@ -126,7 +126,7 @@ const RULES: readonly OpenvpnRule[] = [
 const MAX_MESSAGE_LENGTH = 10_240;
 
 /** Every rule's needle in one alternation: one scan rejects the lines no rule can match. */
-const ANY_NEEDLE = anyOf(RULES.map((r) => r.needle));
+const ANY_NEEDLE = needleGate(RULES.map((r) => r.needle));
 
 /** How long a reported ADDR:PORT absorbs its summary lines (OpenVPN's hand-window is 60 s by default). */
 const ATTEMPT_TTL_MS = 120_000;
@@ -145,6 +145,7 @@ export class OpenvpnFilter implements Filter {
   readonly programs: readonly string[];
   readonly bareLines = true;
   readonly patterns = RULES.map((r) => r.id);
+  readonly maxMessageLength = MAX_MESSAGE_LENGTH;
   /** `ADDR:PORT` → log time of its last event, oldest first. */
   private readonly attempts = new Map<string, number>();
 

@@ -148,6 +148,11 @@ export class SendmailFilter implements Filter {
   readonly programs = ['sendmail', 'sm-mta', 'sm-acceptingconnections', 'sm-msp-queue'] as const;
   readonly bareLines = false;
   readonly patterns: readonly string[];
+  /**
+   * sm_syslog() keeps each message under SYSLOG_BUFSIZE (1,024 bytes unless built otherwise), queue id
+   * included, and splits a longer text into numbered pieces of that size (sendmail/conf.c).
+   */
+  readonly maxMessageLength = 2048;
   private readonly rules = new RuleFilter({ name: this.name, service: this.service, programs: this.programs, rules });
   private readonly unknownRecipients = new Map<string, true>();
 
@@ -157,6 +162,7 @@ export class SendmailFilter implements Filter {
 
   match(line: LogLine): FilterMatch | null {
     const msg = line.message;
+    if (msg.length > this.maxMessageLength) return null;
     if (msg.endsWith('... No such user here')) {
       const m = NO_SUCH_USER.exec(msg);
       if (m !== null) this.remember(`${line.host ?? ''} ${m.groups!.qid!}`);

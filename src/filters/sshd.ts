@@ -1,5 +1,5 @@
 import { canonicalAddress } from '../core/address.js';
-import { anyOf } from '../core/regexp.js';
+import { needleGate } from '../core/regexp.js';
 import type { EventKind, LogLine } from '../core/types.js';
 import { ConnectionTable } from './connections.js';
 import type { Filter, FilterMatch } from './filter.js';
@@ -56,6 +56,11 @@ interface SshdRule {
   guard?: (message: string) => boolean;
 }
 
+/** `Connection closed by WHO user U ADDR port N [preauth]` (and its `reset by`, `Disconnected from` forms). */
+function closedUser(who: 'authenticating' | 'invalid'): RegExp {
+  return new RegExp(`^(?:Connection (?:closed|reset) by|Disconnected from) ${who} user (?<user>.*) ${ADDR}${PORT} \\[preauth\\]$`);
+}
+
 /** Rules whose line names the peer. */
 const RULES: readonly SshdRule[] = [
   {
@@ -100,10 +105,17 @@ const RULES: readonly SshdRule[] = [
     ),
     kind: failedKind,
   },
+  // One rule per wording: a needle as short as ` user ` is slow to search on a crafted line (MIN_NEEDLE_LENGTH).
   {
     id: 'invalid-user',
-    needle: ' user ',
-    re: new RegExp(`^(?:Invalid|Illegal) user (?<user>.*) from ${ADDR}(?:${PORT})?$`),
+    needle: 'Invalid user ',
+    re: new RegExp(`^Invalid user (?<user>.*) from ${ADDR}(?:${PORT})?$`),
+    kind: 'invalid-user',
+  },
+  {
+    id: 'invalid-user',
+    needle: 'Illegal user ',
+    re: new RegExp(`^Illegal user (?<user>.*) from ${ADDR}(?:${PORT})?$`),
     kind: 'invalid-user',
   },
   {
@@ -145,11 +157,15 @@ const RULES: readonly SshdRule[] = [
   },
   {
     id: 'closed-authenticating',
-    needle: ' user ',
-    re: new RegExp(
-      `^(?:Connection (?:closed|reset) by|Disconnected from) (?<who>authenticating|invalid) user (?<user>.*) ${ADDR}${PORT} \\[preauth\\]$`,
-    ),
-    kind: (m) => (m.groups!.who === 'invalid' ? 'invalid-user' : 'auth-failure'),
+    needle: 'authenticating user ',
+    re: closedUser('authenticating'),
+    kind: 'auth-failure',
+  },
+  {
+    id: 'closed-authenticating',
+    needle: 'invalid user ',
+    re: closedUser('invalid'),
+    kind: 'invalid-user',
   },
   {
     id: 'closed-preauth',
@@ -169,7 +185,8 @@ const RULES: readonly SshdRule[] = [
   },
   {
     id: 'pam-error',
-    needle: 'PAM: ',
+    // In all three wordings (`Authentication failure`, `authentication error`, `… authentication module`).
+    needle: 'uthentication ',
     // OpenSSH's own PAM messages: the user comes first, the address last (OS X adds `via LOCALADDR`).
     re: new RegExp(
       `^(?:error: )?PAM: (?:[Aa]uthentication (?:failure|error)|User not known to the underlying authentication module) for (?:illegal user )?(?<user>.*) from ${ADDR}(?: via [0-9A-Fa-f:.]{2,45})? ?$`,
@@ -295,7 +312,7 @@ interface Held {
 const MAX_MESSAGE_LENGTH = 2048;
 
 const PATTERN_IDS = [...new Set([...RULES, ...CONNECTION_RULES].map((r) => r.id))];
-const ANY_NEEDLE = anyOf(RULES.map((r) => r.needle));
+const ANY_NEEDLE = needleGate(RULES.map((r) => r.needle));
 
 export class SshdFilter implements Filter {
   readonly name = 'sshd';
@@ -303,6 +320,7 @@ export class SshdFilter implements Filter {
   readonly programs = ['sshd', 'sshd-session', 'sshd-auth'] as const;
   readonly bareLines = false;
   readonly patterns = PATTERN_IDS;
+  readonly maxMessageLength = MAX_MESSAGE_LENGTH;
 
   /** Peer per host and pid: the address, when last seen, attempts counted, flags. */
   private readonly peers = new ConnectionTable(MAX_CONNECTIONS, CONNECTION_TTL_MS);

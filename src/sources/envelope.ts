@@ -266,10 +266,11 @@ export class EnvelopeParser {
     let tagEnd = end - 1;
     let pid: number | null = null;
     if (s.charCodeAt(tagEnd - 1) === 93 /* ] */) {
-      // `[digits]` read backwards: the pid's value without a substring.
+      // `[digits]` read backwards: the pid's value without a substring; a pid has at most 10 digits.
       let open = tagEnd - 2;
       let value = 0;
-      for (let scale = 1; open > start && isDigit(s.charCodeAt(open)); open--, scale *= 10) value += (s.charCodeAt(open) - 48) * scale;
+      const stop = Math.max(start, tagEnd - 12);
+      for (let scale = 1; open > stop && isDigit(s.charCodeAt(open)); open--, scale *= 10) value += (s.charCodeAt(open) - 48) * scale;
       if (open <= start || open === tagEnd - 2 || s.charCodeAt(open) !== 91 /* [ */) return false;
       pid = value;
       tagEnd = open;
@@ -335,8 +336,12 @@ function isHexDigit(c: number): boolean {
   return (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70);
 }
 
-/** Letters, digits, `.`, `-`, `_`: a syslog host name, never a service's own `[pid]` or `H=(…)` text. */
+/**
+ * Letters, digits, `.`, `-`, `_`, at most 253 of them (DNS): a syslog host name, never a service's own
+ * `[pid]` or `H=(…)` text, and never a crafted 16 KiB word scanned to its end.
+ */
 function isHostName(s: string, start: number, end: number): boolean {
+  if (end - start > 253) return false;
   for (let i = start; i < end; i++) {
     const c = s.charCodeAt(i);
     if (!((c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 46 || c === 45 || c === 95)) return false;

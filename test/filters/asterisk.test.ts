@@ -44,17 +44,22 @@ test('asterisk: the SIP user part never supplies the address', () => {
   assert.deepEqual(outcomes(asterisk, lines), ['198.51.100.60 auth-failure sip-wrong-password', '-', '-']);
 });
 
-test('asterisk: 16 KiB hostile lines are handled and not misread', () => {
+test('asterisk: hostile lines up to what Asterisk can write are handled and not misread; longer ones are skipped', () => {
   const head = '[2024-05-20 05:00:00] NOTICE[1] chan_sip.c: ';
-  const lines = [
-    hostile(`${head}Registration from '`, "' failed for '192.0.2.1:5060' - Wrong password ", "' failed for '198.51.100.80:5060' - Wrong password"),
-    hostile(`${head}Registration from '`, ' '),
-    hostile(`${head}Call from '`, "' (192.0.2.2:5060) to extension '1", "' rejected because extension not found in context 'x'."),
-    hostile('[2024-05-20 05:00:00] SECURITY[1] res_security_log.c: SecurityEvent="InvalidPassword",', ',RemoteAddress="IPV4/UDP/192.0.2.3/5060"', ',RemoteAddress="IPV4/UDP/198.51.100.81/5060",Challenge="x"'),
-    hostile(`${head}`, '1.', ' failed to authenticate as \'x\''),
-    hostile('[2024-05-20 05:00:00] NOTICE[1] res_pjsip/pjsip_distributor.c: Request \'INVITE\' from \'', "' failed for '192.0.2.4:5060' (callid: x) - ", "' failed for '198.51.100.82:5060' (callid: y) - No matching endpoint found"),
-  ];
-  assert.deepEqual(outcomes(asterisk, lines), [
+  // Asterisk formats a log line into 8,192 bytes: a 16 KiB line under its name is somebody else's.
+  const build = (length: number): string[] => {
+    const line = (start: string, unit: string, tail = '') => hostile(start, unit, tail, length);
+    return [
+      line(`${head}Registration from '`, "' failed for '192.0.2.1:5060' - Wrong password ", "' failed for '198.51.100.80:5060' - Wrong password"),
+      line(`${head}Registration from '`, ' '),
+      line(`${head}Call from '`, "' (192.0.2.2:5060) to extension '1", "' rejected because extension not found in context 'x'."),
+      line('[2024-05-20 05:00:00] SECURITY[1] res_security_log.c: SecurityEvent="InvalidPassword",', ',RemoteAddress="IPV4/UDP/192.0.2.3/5060"', ',RemoteAddress="IPV4/UDP/198.51.100.81/5060",Challenge="x"'),
+      line(`${head}`, '1.', ' failed to authenticate as \'x\''),
+      line('[2024-05-20 05:00:00] NOTICE[1] res_pjsip/pjsip_distributor.c: Request \'INVITE\' from \'', "' failed for '192.0.2.4:5060' (callid: x) - ", "' failed for '198.51.100.82:5060' (callid: y) - No matching endpoint found"),
+    ];
+  };
+  assert.deepEqual(outcomes(asterisk, build(16 * 1024)), build(16 * 1024).map(() => '-'));
+  assert.deepEqual(outcomes(asterisk, build(8192)), [
     '198.51.100.80 auth-failure sip-wrong-password',
     '-',
     '-',

@@ -38,8 +38,8 @@ export function lineOf(message: string, program: string | null = null, pid: numb
   return { raw: message, time: NOW, timeFromLine: true, host: 'h', program, pid, message, source: 'test' };
 }
 
-/** Hostile 16 KiB bodies: long runs of spaces, repeated `from `, digits and dots. */
-export function hostileBodies(extra: readonly string[] = []): string[] {
-  const fill = (unit: string) => unit.repeat(Math.ceil(16384 / unit.length)).slice(0, 16384);
+/** Hostile bodies (16 KiB unless told): long runs of spaces, repeated `from `, digits and dots. */
+export function hostileBodies(extra: readonly string[] = [], length = 16384): string[] {
+  const fill = (unit: string) => unit.repeat(Math.ceil(length / unit.length)).slice(0, length);
   return [' ', 'from ', '1', '1.', '.', '1.2.3.4 ', ' from 1.2.3.4 port 22', ':', '::1:', ...extra].map(fill);
 }

@@ -131,6 +131,11 @@ test('ISO date with a space followed by a syslog tag (rsyslog templates), but ne
   const noHost = parser.parse('2019-10-22 03:39:17 exim[1]: x', 't');
   assert.equal(noHost.program, 'exim');
   assert.equal(noHost.host, null);
+  // A host name has at most 253 characters: a longer word is the service's text, not a host.
+  const host253 = 'h'.repeat(253);
+  assert.equal(parser.parse(`2019-10-22 03:39:17 ${host253} exim[1]: x`, 't').host, host253);
+  const long = parser.parse(`2019-10-22 03:39:17 ${'h'.repeat(254)} exim[1]: x`, 't');
+  assert.deepEqual([long.host, long.program, long.message], [null, null, `${'h'.repeat(254)} exim[1]: x`]);
   // Exim's own `[pid]`, Dovecot's `auth-worker(N):` and text that merely looks like a host stay the message.
   for (const message of ['[13314] SMTP protocol synchronization error', 'auth-worker(default): Info: pam(u,192.0.2.1): unknown user', 'H=(x) [192.0.2.1] a[1]: b', 'login authenticator failed for (x) [192.0.2.1]']) {
     const b = parser.parse(`2013-06-02 06:54:20 ${message}`, 't');
@@ -151,6 +156,9 @@ test('a tag is prog[digits]: anything else in the brackets keeps the line as a m
   assert.deepEqual(tag('Jun  3 01:02:03 h p[4a2]: x'), [null, null, 'p[4a2]: x']);
   assert.deepEqual(tag('Jun  3 01:02:03 h p[[42]: x'), ['p[', 42, 'x']);
   assert.deepEqual(tag('Jun  3 01:02:03 h [42]: x'), [null, null, '[42]: x']);
+  // A pid has at most 10 digits: a crafted run of them is not read to its start.
+  assert.deepEqual(tag('Jun  3 01:02:03 h p[4294967295]: x'), ['p', 4294967295, 'x']);
+  assert.deepEqual(tag(`Jun  3 01:02:03 h p[${'1'.repeat(11)}]: x`), [null, null, `p[${'1'.repeat(11)}]: x`]);
   // Weekday and month names are whole words, case and all.
   assert.equal(parser.parse('Sun Jun  3 01:02:03 2024 ovpn: x', 't').time, local(2024, 6, 3, 1, 2, 3));
   assert.equal(parser.parse('Jux  3 01:02:03 h p: x', 't').timeFromLine, false);
