@@ -1,3 +1,4 @@
+import { escapeRegExp } from '../core/regexp.js';
 import { RuleFilter, type Rule } from './filter.js';
 
 /**
@@ -13,7 +14,9 @@ import { RuleFilter, type Rule } from './filter.js';
  * imitate:
  * - `… failed for 'ADDR:PORT' - REASON$`: the From header comes first, and only
  *   the real field is followed by one of Asterisk's fixed reasons up to the end
- *   of the line (greedy match, last occurrence wins);
+ *   of the line: only the last occurrence can be, so the pattern finds it
+ *   scanning forward (lazily, one pass instead of a greedy run to the end and
+ *   back);
  * - pjsip's `… failed for 'ADDR:PORT' (callid: ID) - REASON$`: a Call-ID has no
  *   spaces, so it cannot contain a second `' (callid: ` before the real one;
  * - `Call from 'NAME' (ADDR:PORT) to extension 'EXT' rejected because …$`:
@@ -22,7 +25,8 @@ import { RuleFilter, type Rule } from './filter.js';
  *   makes it ambiguous, and it is refused rather than misread;
  * - security events: `…,RemoteAddress="IPV4/UDP/ADDR/PORT"` followed only by
  *   the event's own trailing fields; the Call-ID (SessionID) and account before
- *   it may hold a fake RemoteAddress, so the last one wins;
+ *   it may hold a fake RemoteAddress, which no trailing field can follow, so
+ *   only the last one matches;
  * - AMI and IAX2 messages start with the address (`ADDR failed to authenticate
  *   as 'NAME'`, `Host ADDR failed …`).
  */
@@ -35,14 +39,19 @@ const ADDR = '(?<addr>(?:\\d{1,3}\\.){3}\\d{1,3}|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:.]{
 /** `ADDR`, `ADDR:PORT`, `[ADDR]:PORT`, and pjsip's `TRANSPORT:[ADDR]:PORT`. */
 const ADDR_PORT = `(?:(?:UDP|TCP|TLS|WSS?):)?\\[?${ADDR}\\]?(?::\\d{1,5})?`;
 
-const REGISTRATION = `${HEAD}Registration from '.*' failed for '${ADDR_PORT}' - `;
-const PJSIP_REQUEST = `${HEAD}Request (?:'[A-Z]{1,20}' )?from '.*' failed for '${ADDR_PORT}' \\(callid: \\S{0,512}\\) - `;
+const REGISTRATION = `${HEAD}Registration from '.*?' failed for '${ADDR_PORT}' - `;
+const PJSIP_REQUEST = `${HEAD}Request (?:'[A-Z]{1,20}' )?from '.*?' failed for '${ADDR_PORT}' \\(callid: \\S{0,512}\\) - `;
 /** Fields a security event may carry after RemoteAddress: Asterisk's, or digests without quotes. */
 const SECURITY_TAIL = '(?:,(?:Module|SessionTV|ACLName|Challenge|ReceivedChallenge|ReceivedHash|Response|ExpectedResponse|AuthMethod)="[^"]{0,512}")*$';
 const securityEvent = (events: string): RegExp =>
   new RegExp(
-    `${HEAD}SecurityEvent="(?:${events})",.*,RemoteAddress="IPV[46]/(?:UDP|TCP|TLS|WSS?)/\\[?${ADDR}\\]?/\\d{1,5}"${SECURITY_TAIL}`,
+    `${HEAD}SecurityEvent="(?:${events})",.*?,RemoteAddress="IPV[46]/(?:UDP|TCP|TLS|WSS?)/\\[?${ADDR}\\]?/\\d{1,5}"${SECURITY_TAIL}`,
   );
+
+/** A rule's pattern `start` then one of Asterisk's fixed `reasons` at the end; the reasons are its endings too. */
+function endingIn(start: string, reasons: readonly string[]): { endings: readonly string[]; re: RegExp } {
+  return { endings: reasons, re: new RegExp(`${start}(?:${reasons.map(escapeRegExp).join('|')})$`) };
+}
 
 const IAX_AUTH_FAILED = new RegExp(`${HEAD}Host ${ADDR} failed (?:to authenticate as|MD5 authentication for) '`);
 
@@ -51,37 +60,37 @@ const rules: Rule[] = [
     id: 'sip-wrong-password',
     kind: 'auth-failure',
     needle: ' failed for ',
-    re: new RegExp(`${REGISTRATION}(?:Wrong password|Username/auth name mismatch)$`),
+    ...endingIn(REGISTRATION, ['Wrong password', 'Username/auth name mismatch']),
   },
   {
     id: 'sip-unknown-peer',
     kind: 'invalid-user',
     needle: ' failed for ',
-    re: new RegExp(`${REGISTRATION}(?:No matching peer found|Not a local domain|Peer is not supposed to register)$`),
+    ...endingIn(REGISTRATION, ['No matching peer found', 'Not a local domain', 'Peer is not supposed to register']),
   },
   {
     id: 'sip-acl',
     kind: 'protocol-abuse',
     needle: ' failed for ',
-    re: new RegExp(`${REGISTRATION}(?:Device does not match ACL|ACL error \\(permit/deny\\))$`),
+    ...endingIn(REGISTRATION, ['Device does not match ACL', 'ACL error (permit/deny)']),
   },
   {
     id: 'pjsip-auth-failed',
     kind: 'auth-failure',
     needle: ' failed for ',
-    re: new RegExp(`${PJSIP_REQUEST}(?:Failed to authenticate|Error to authenticate)$`),
+    ...endingIn(PJSIP_REQUEST, ['Failed to authenticate', 'Error to authenticate']),
   },
   {
     id: 'pjsip-unknown-endpoint',
     kind: 'invalid-user',
     needle: ' failed for ',
-    re: new RegExp(`${PJSIP_REQUEST}No matching endpoint found$`),
+    ...endingIn(PJSIP_REQUEST, ['No matching endpoint found']),
   },
   {
     id: 'pjsip-acl',
     kind: 'protocol-abuse',
     needle: ' failed for ',
-    re: new RegExp(`${PJSIP_REQUEST}Not match Endpoint (?:Contact )?ACL$`),
+    ...endingIn(PJSIP_REQUEST, ['Not match Endpoint ACL', 'Not match Endpoint Contact ACL']),
   },
   {
     id: 'call-unknown-extension',

@@ -51,7 +51,7 @@ const PAM_UNIX = '^pam_unix\\(dovecot:auth\\): authentication failure; logname=\
 // Rules with several wordings share one pattern, each wording its own needle: a needle short enough to
 // cover them all (`auth`, `): `) is slow to search on a crafted line (MIN_NEEDLE_LENGTH).
 const NO_AUTH_ATTEMPTS = new RegExp(
-      `${LOGIN_PREFIX}[^()]{0,200}(?:\\([^()]{0,100}\\)[^()]{0,200}){0,3}\\((?:no auth attempts(?: in \\d{1,9} secs?)?|disconnected before auth was ready, waited \\d{1,9} secs?|client didn't finish SASL auth, waited \\d{1,9} secs?)\\)(?: \\([\\w_]{1,40}\\))?${LOGIN_FIELDS}`,
+  `${LOGIN_PREFIX}[^()]{0,200}(?:\\([^()]{0,100}\\)[^()]{0,200}){0,3}\\((?:no auth attempts(?: in \\d{1,9} secs?)?|disconnected before auth was ready, waited \\d{1,9} secs?|client didn't finish SASL auth, waited \\d{1,9} secs?)\\)(?: \\([\\w_]{1,40}\\))?${LOGIN_FIELDS}`,
 );
 const PASSWORD_MISMATCH = new RegExp(`${PASSDB_PREFIX}${PASSDB_SUBJECT}(?:Password mismatch|invalid credentials)${PASSDB_NOTES}`);
 
