@@ -43,7 +43,7 @@ const PASSDB_PREFIX =
   '^(?:dovecot: )?(?:auth(?:-worker)?(?:\\([\\w-]{0,20}\\))?: )?(?:Info: )?(?:conn unix:[\\w/.-]{1,100} \\([\\w=,]{0,60}\\): auth-worker<\\d{1,10}>: )?';
 const PASSDB_DRIVER = '(?:pam|passwd-file|passwd|shadow|sql|ldap|checkpassword|bsdauth|vpopmail|lua|oauth2|imap|dict|static)';
 /** `(U,ADDR[,<SESSION>]): ` — greedy user, so the address is the one followed by the fixed result. */
-const PASSDB_SUBJECT = `${PASSDB_DRIVER}\\((?<user>.*),${ADDR}(?:,(?:<[\\w+/=-]{0,64}>)?)?\\): `;
+const PASSDB_SUBJECT = `${PASSDB_DRIVER}\\((?<user>.*?),${ADDR}(?:,(?:<[\\w+/=-]{0,64}>)?)?\\): `;
 /** Optional notes Dovecot appends (never the given password itself: `auth_verbose_passwords=plain` lines stay unmatched). */
 const PASSDB_NOTES = '(?: \\(for LDAP bind\\))?(?: \\(SHA1 of given password: [0-9a-f]{1,40}\\))?$';
 const PAM_UNIX = '^pam_unix\\(dovecot:auth\\): authentication failure; logname=\\S{0,64} uid=\\d{1,10} euid=\\d{1,10} tty=\\S{0,64} ruser=';
@@ -72,7 +72,8 @@ const rules: Rule[] = [
   {
     id: 'login-plaintext-disabled',
     kind: 'protocol-abuse',
-    needle: ' plaintext auth)',
+    // No space before it: a needle starting with a space is tried at every space of a crafted run.
+    needle: 'plaintext auth)',
     re: new RegExp(
       `${LOGIN_PREFIX}(?:Aborted login|Disconnected|Disconnected: Too many invalid commands\\.?|Login aborted) \\(tried to use (?:disabled|disallowed) plaintext auth\\)${LOGIN_FIELDS}`,
     ),
@@ -142,4 +143,7 @@ export const dovecot = new RuleFilter({
   programs: ['dovecot', 'dovecot-auth', 'auth', 'auth-worker', 'auth-worker(*', 'auth(*', 'imap-login', 'pop3-login', 'submission-login', 'managesieve-login', 'lmtp-login'],
   bareLines: true,
   rules,
+  // Login and auth processes log through the log process's pipe: a line longer than PIPE_BUF (4,096 on Linux)
+  // is sent in pieces, each logged as a message of its own (lib/failures.c, log/log-connection.c; 2.3 and 2.4).
+  maxMessageLength: 8192,
 });
