@@ -183,7 +183,9 @@ export async function manyAttackers(): Promise<BenchSection> {
   return {
     title: `Many attackers: ${fmt(ADDRESSES)} distinct addresses failing once or twice inside findtime (${fmt(detection[0]!.lines)} lines), median of ${detection.length} runs each`,
     rows: [
-      ...rows('detection (pipeline, lines in memory)', detection),
+      // Without a store the pipeline keeps each failure's line as evidence in memory (replay without state):
+      // the 300 MB target is the daemon's, which writes them to SQLite and keeps their ids.
+      ...rows('detection (pipeline, no store: evidence lines in memory)', detection).map((r) => (r.target === '≤ 300 MB' ? { name: r.name, value: r.value } : r)),
       ...rows('daemon path (pipeline + SQLite)', daemon),
       ...rows('daemon path with a backlog (state writer thread)', threaded).map((r) => ({ name: r.name, value: r.value })),
       // The 300 MB is the default jail's target; the defences' tracking maps are opt-in and capped.
