@@ -57,6 +57,12 @@ export async function renderMetrics(daemon: Daemon, activity: Activity): Promise
   for (const j of status.jails) for (const s of j.sources) sources.set(s.id, s);
   m.metric('lines_read_total', 'counter', 'Log lines read, per source.', [...sources.values()].map((s): Sample => [{ source: s.id, kind: s.kind }, s.linesRead]));
   m.metric('lines_matched_total', 'counter', 'Log lines a filter recognised, per filter and event kind.', split2(activity.matched, 'filter', 'kind'));
+  m.metric(
+    'lines_overlong_total',
+    'counter',
+    "Lines under a filter's programs longer than its service can write (somebody else wrote them), skipped unread, per filter.",
+    [...daemon.pipeline.filterStats].sort(([a], [b]) => a.localeCompare(b)).map(([filter, s]): Sample => [{ filter }, s.overlong]),
+  );
   m.metric('health_events_total', 'counter', 'Operational warnings seen in the logs (never a reason to ban), per filter and pattern.', split2(activity.health, 'filter', 'pattern'));
   m.metric('decisions_total', 'counter', 'Decisions made, per jail and action.', split2(activity.decisions, 'jail', 'action'));
 

@@ -106,6 +106,8 @@ export interface FilterStats {
   matched: number;
   byPattern: Map<string, number>;
   health: number;
+  /** Lines under the filter's programs longer than its service can write: somebody else's, skipped unread. */
+  overlong: number;
 }
 
 interface JailRuntime {
@@ -210,7 +212,7 @@ export class Pipeline {
         siege: config.siege ? new SiegeDetector(config.siege) : null,
         longWindow: config.slow ? new LongWindowDetector(config.slow) : null,
       });
-      for (const f of config.filters) if (!this.filterStats.has(f)) this.filterStats.set(f, { matched: 0, byPattern: new Map(), health: 0 });
+      for (const f of config.filters) if (!this.filterStats.has(f)) this.filterStats.set(f, { matched: 0, byPattern: new Map(), health: 0, overlong: 0 });
     }
     this.recidive = this.jails.get(RECIDIVE_JAIL) ?? null;
   }
@@ -277,6 +279,11 @@ export class Pipeline {
       else if (this.siegesActive > 0) this.tickSieges(line.time);
     }
     for (const entry of entries) {
+      const limit = entry.filter.maxMessageLength;
+      if (limit !== undefined && line.message.length > limit) {
+        this.filterStats.get(entry.filter.name)!.overlong++;
+        continue;
+      }
       const m = entry.filter.match(line);
       if (m === null) continue;
       this.linesMatched++;

@@ -84,6 +84,8 @@ test('metrics count what happened: lines, matches, health, decisions, active ban
   for (let n = 0; n < 2; n++) appendFileSync(auth, line('198.51.100.50', 20 + n));
   appendFileSync(auth, `${syslogTime()} web1 sshd[30]: Accepted publickey for deploy from 203.0.113.9 port 5000 ssh2: ED25519 SHA256:x\n`);
   appendFileSync(vpn, `${syslogTime()} gw ovpn-server[812]: laptop/203.0.113.20:443 MULTI: packet dropped due to output saturation\n`);
+  // A line under sshd's name longer than sshd can write: skipped unread, and counted.
+  appendFileSync(auth, `${syslogTime()} web1 sshd[31]: Failed password for ${'x'.repeat(3000)} from 198.51.100.70 port 1 ssh2\n`);
 
   // A manual ban and its unban through the API (token from the file).
   await waitFor(async () => value(await scrape(), 'portcullis_bans_active', { jail: 'sshd', family: '6' }) === 1, 10_000, () => daemon.output());
@@ -96,7 +98,9 @@ test('metrics count what happened: lines, matches, health, decisions, active ban
 
   const m = await scrape();
   for (const f of m.values()) assert.ok(f.name.startsWith('portcullis_'), f.name);
-  assert.equal(m.get('portcullis_lines_read_total')!.metrics.reduce((n, x) => n + Number(x.value), 0), 10);
+  assert.equal(m.get('portcullis_lines_read_total')!.metrics.reduce((n, x) => n + Number(x.value), 0), 11);
+  assert.equal(value(m, 'portcullis_lines_overlong_total', { filter: 'sshd' }), 1);
+  assert.equal(value(m, 'portcullis_lines_overlong_total', { filter: 'openvpn' }), 0);
   assert.equal(value(m, 'portcullis_lines_matched_total', { filter: 'sshd', kind: 'auth-failure' }), 8);
   assert.equal(value(m, 'portcullis_lines_matched_total', { filter: 'openvpn', kind: 'health' }), 1);
   assert.equal(m.get('portcullis_health_events_total')!.metrics.reduce((n, s) => n + Number(s.value), 0), 1);
