@@ -157,6 +157,7 @@ export class EnforcementQueue {
       if (Date.now() - slot.lastReconcileEnd < slot.lastReconcileMs * RECONCILE_PAUSE_FACTOR) continue;
       const jails = new Set(slot.jails.map((j) => j.jail));
       const started = Date.now();
+      const first = slot.lastReconcileEnd === 0;
       slot.reconciling = true;
       try {
         const r = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
@@ -167,9 +168,13 @@ export class EnforcementQueue {
         slot.reconciling = false;
         slot.lastReconcileEnd = Date.now();
         slot.lastReconcileMs = slot.lastReconcileEnd - started;
-        // A long check is CPU the admin will see in top: say what it was and when the next comes.
+        // A long check is CPU the admin will see in top: say what it was and when the next comes. The first
+        // after start is said in any case: it is when the firewall has been checked against the database.
+        const took = `${slot.enforcer.name}: drift check took ${(slot.lastReconcileMs / 1000).toFixed(1)} s`;
         if (slot.lastReconcileMs >= SLOW_RECONCILE_MS) {
-          this.log.info(`${slot.enforcer.name}: drift check took ${(slot.lastReconcileMs / 1000).toFixed(1)} s; the next in ${Math.round((slot.lastReconcileMs * RECONCILE_PAUSE_FACTOR) / 60_000)} min or later`);
+          this.log.info(`${took}; the next in ${Math.round((slot.lastReconcileMs * RECONCILE_PAUSE_FACTOR) / 60_000)} min or later`);
+        } else if (first) {
+          this.log.info(`${took} (the first since start)`);
         }
       }
     }
