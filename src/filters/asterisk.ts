@@ -170,6 +170,7 @@ export const asterisk = new RuleFilter({
   programs: ['asterisk'],
   bareLines: true,
   rules,
+  shortHeads: true,
   // Asterisk formats each log line, file or syslog, into a LOGMSG_SIZE buffer: MAX(BUFSIZ, 8192), 8,192 bytes on glibc (main/logger.c).
   maxMessageLength: 8192,
 });

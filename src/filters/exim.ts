@@ -124,6 +124,7 @@ export const exim = new RuleFilter({
   programs: ['exim', 'exim4'],
   bareLines: true,
   rules,
+  shortHeads: true,
   // Exim builds each log line in LOG_BUFFER_SIZE (8,192 bytes, macros.h), timestamp included; over syslog it splits at 870.
   maxMessageLength: 8192,
 });

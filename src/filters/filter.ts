@@ -82,6 +82,13 @@ export interface RuleFilterSpec {
    * under its name was written by somebody else: it is skipped before any pattern scans it.
    */
   maxMessageLength?: number;
+  /**
+   * The rules' anchored patterns start with a short head of fixed text, so on a line they cannot match
+   * they fail within it: on a long message they run without their needle being searched first. A
+   * needle search of 8 KiB made of its own characters costs µs, a head that fails ~0.1 µs. Not for
+   * filters whose heads are long optional runs (Dovecot's), which scan far before they fail.
+   */
+  shortHeads?: boolean;
 }
 
 /** Messages up to this length go through the needle gate first (see RuleFilter.match). */
@@ -95,6 +102,8 @@ export class RuleFilter implements Filter {
   readonly bareLines: boolean;
   readonly patterns: readonly string[];
   private readonly rules: readonly Rule[];
+  /** Per rule: on a long message its pattern runs without its needle being searched first (see RuleFilterSpec.shortHeads). */
+  private readonly skipNeedleWhenLong: readonly boolean[];
   private readonly ignore: readonly RegExp[];
   /** Every rule's needle in one alternation: one scan rejects the lines no rule can match (most lines of a busy service). */
   private readonly anyNeedle: RegExp;
@@ -108,6 +117,7 @@ export class RuleFilter implements Filter {
     this.programs = spec.programs;
     this.bareLines = spec.bareLines ?? false;
     this.rules = spec.rules;
+    this.skipNeedleWhenLong = spec.rules.map((r) => spec.shortHeads === true && r.re.source.startsWith('^'));
     this.ignore = spec.ignore ?? [];
     this.patterns = [...new Set(spec.rules.map((r) => r.id))];
     this.maxMessageLength = spec.maxMessageLength;
@@ -122,14 +132,20 @@ export class RuleFilter implements Filter {
     // it holds one (a crafted line does), so there the gate would be one more pass over it.
     if (msg.length <= GATED_LENGTH && !this.anyNeedle.test(msg)) return null;
     // Rules in a row often share a needle: it is searched once for them (a search of 8 KiB can cost µs).
+    // A rule's endings are checked first: in constant time.
+    const long = msg.length > GATED_LENGTH;
     let needle = '';
     let found = false;
-    for (const rule of this.rules) {
-      if (rule.needle !== needle) {
-        needle = rule.needle;
-        found = msg.includes(needle);
+    for (let i = 0; i < this.rules.length; i++) {
+      const rule = this.rules[i]!;
+      if (rule.endings !== undefined && !rule.endings.some((e) => msg.endsWith(e))) continue;
+      if (!long || !this.skipNeedleWhenLong[i]) {
+        if (rule.needle !== needle) {
+          needle = rule.needle;
+          found = msg.includes(needle);
+        }
+        if (!found) continue;
       }
-      if (!found || (rule.endings !== undefined && !rule.endings.some((e) => msg.endsWith(e)))) continue;
       const m = rule.re.exec(msg);
       if (m === null) continue;
       if (rule.accept && !rule.accept(m)) continue;

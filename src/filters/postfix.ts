@@ -172,6 +172,7 @@ export const postfix = new RuleFilter({
   service: 'smtp',
   programs: ['postfix/', 'postfix-*'],
   rules,
+  shortHeads: true,
   // Postfix writes at most 2,000 bytes of a message, to syslog and to its own log file (MSG_SYSLOG_RECLEN, MSG_LOGGER_RECLEN).
   maxMessageLength: 2048,
 });
