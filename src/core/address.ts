@@ -78,18 +78,37 @@ const TWO_32 = 4294967296;
  * an IPv4 or IPv6 literal.
  */
 export function addressWords(address: string, out: Float64Array, at: number): boolean {
+  // An event's address is looked up in several tables in a row (allowlist, counter, active bans, the
+  // dashboard's offenders): the last one parsed is kept, and the same string is not parsed again.
+  if (address !== lastAddress) {
+    lastAddress = address;
+    lastValid = parseAddressWords(address, LAST_WORDS);
+  }
+  if (lastValid) {
+    out[at] = LAST_WORDS[0]!;
+    out[at + 1] = LAST_WORDS[1]!;
+    out[at + 2] = LAST_WORDS[2]!;
+  }
+  return lastValid;
+}
+
+let lastAddress = '';
+let lastValid = false;
+const LAST_WORDS = new Float64Array(3);
+
+function parseAddressWords(address: string, out: Float64Array): boolean {
   const v4 = parseIPv4(address, 0, address.length);
   if (v4 >= 0) {
-    out[at] = 0;
-    out[at + 1] = 0xffff;
-    out[at + 2] = v4;
+    out[0] = 0;
+    out[1] = 0xffff;
+    out[2] = v4;
     return true;
   }
   if (!parseIPv6(address, GROUPS)) return false;
   const g = GROUPS;
-  out[at] = (g[0]! * 65536 + g[1]!) * 65536 + g[2]!;
-  out[at + 1] = (g[3]! * 65536 + g[4]!) * 65536 + g[5]!;
-  out[at + 2] = g[6]! * 65536 + g[7]!;
+  out[0] = (g[0]! * 65536 + g[1]!) * 65536 + g[2]!;
+  out[1] = (g[3]! * 65536 + g[4]!) * 65536 + g[5]!;
+  out[2] = g[6]! * 65536 + g[7]!;
   return true;
 }
 

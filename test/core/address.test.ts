@@ -86,3 +86,19 @@ test('addresses as three numbers: exact at the extremes, IPv4 and its mapped spe
   assert.notDeepEqual(words('2001:db8::1'), words('2001:db8::1:0'));
   assert.equal(addressWords('example.org', new Float64Array(3), 0), false);
 });
+
+test('addressWords gives each address its own value when the same ones come again and again (the last is kept)', () => {
+  const out = new Float64Array(6);
+  const seen = new Map<string, number[]>();
+  const inputs = ['192.0.2.1', '192.0.2.1', '2001:db8::1', 'not an address', '2001:db8::1', '192.0.2.1', '::ffff:192.0.2.1', 'not an address', '10.0.0.1'];
+  for (const a of inputs) {
+    const ok = addressWords(a, out, 3);
+    const words = ok ? [out[3]!, out[4]!, out[5]!] : [];
+    if (seen.has(a)) assert.deepEqual(words, seen.get(a), a);
+    else seen.set(a, words);
+  }
+  assert.deepEqual(seen.get('not an address'), []);
+  assert.deepEqual(seen.get('::ffff:192.0.2.1'), seen.get('192.0.2.1'));
+  assert.deepEqual(seen.get('192.0.2.1'), [0, 0xffff, 0xc0000201]);
+  assert.notDeepEqual(seen.get('10.0.0.1'), seen.get('192.0.2.1'));
+});
