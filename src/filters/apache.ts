@@ -25,17 +25,19 @@ interface ApacheRule {
   id: string;
   kind: EventKind;
   re: RegExp;
+  /** Text the match must contain after the user name: searched first, so the lazy user scan runs only where it can end. */
+  needle?: string;
 }
 
 /** Matched against the text after the header; `Digest: ` is how 2.2's mod_auth_digest prefixes its messages. */
 const RULES: readonly ApacheRule[] = [
-  { id: 'user-not-found', kind: 'invalid-user', re: /^user (?<user>.*?) not found(?::|,|$)/ },
-  { id: 'password-mismatch', kind: 'auth-failure', re: /^user (?<user>.*?): authentication failure for "/ },
-  { id: 'authorization-failure', kind: 'auth-failure', re: /^user (?<user>.*?): authorization failure for "/ },
+  { id: 'user-not-found', kind: 'invalid-user', needle: ' not found', re: /^user (?<user>.*?) not found(?::|,|$)/ },
+  { id: 'password-mismatch', kind: 'auth-failure', needle: ': authentication failure for "', re: /^user (?<user>.*?): authentication failure for "/ },
+  { id: 'authorization-failure', kind: 'auth-failure', needle: ': authorization failure for "', re: /^user (?<user>.*?): authorization failure for "/ },
   { id: 'authorization-refused', kind: 'auth-failure', re: /^Authorization of user (?<user>.*?) to access / },
   { id: 'wrong-scheme', kind: 'auth-failure', re: /^client used wrong authentication scheme: / },
   { id: 'access-denied', kind: 'probe', re: /^client denied by server configuration: / },
-  { id: 'digest-password-mismatch', kind: 'auth-failure', re: /^(?:Digest: )?user (?<user>.*?): password mismatch: / },
+  { id: 'digest-password-mismatch', kind: 'auth-failure', needle: ': password mismatch: ', re: /^(?:Digest: )?user (?<user>.*?): password mismatch: / },
   { id: 'digest-user-not-found', kind: 'invalid-user', re: /^(?:Digest: )?user `(?<user>.*?)' in realm `/ },
   { id: 'digest-realm-mismatch', kind: 'auth-failure', re: /^(?:Digest: )?realm mismatch - got `/ },
   { id: 'digest-bad-qop', kind: 'protocol-abuse', re: /^(?:Digest: )?invalid qop `/ },
@@ -61,6 +63,7 @@ export class ApacheAuthFilter implements Filter {
     if (head === null) return null;
     const body = message.slice(head[0].length);
     for (const rule of RULES) {
+      if (rule.needle !== undefined && !body.includes(rule.needle)) continue;
       const m = rule.re.exec(body);
       if (m === null) continue;
       const address = clientAddress(head.groups!.client!, head.groups!.pid !== undefined);
