@@ -188,7 +188,7 @@ program
     w(`Filter:  ${report.filter}`);
     w(`File:    ${file}`);
     w('');
-    w(`Lines: ${report.lines}, matched: ${report.matched}, ignored (other programs): ${report.ignored}, missed: ${report.missed}  [${Math.round(report.lines / Math.max(report.seconds, 1e-9)).toLocaleString('en')} lines/s]`);
+    w(`Lines: ${report.lines}, matched: ${report.matched}, ignored (other programs): ${report.ignored}, missed: ${report.missed}${report.overBudget ? ` (${report.overBudget} given up: the patterns ran over their time budget on a long line)` : ''}  [${Math.round(report.lines / Math.max(report.seconds, 1e-9)).toLocaleString('en')} lines/s]`);
     w('');
     w('Pattern hits:');
     for (const [p, n] of Object.entries(report.byPattern)) w(`  ${String(n).padStart(8)}  ${p}`);

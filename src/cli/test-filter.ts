@@ -29,6 +29,8 @@ export interface FilterReport {
   missed: number;
   byPattern: Record<string, number>;
   byAddress: Record<string, number>;
+  /** Long lines given up after the time budget of the filter's patterns (fail2ban filters; counted in `missed` too). */
+  overBudget?: number;
   seconds: number;
 }
 
@@ -65,5 +67,6 @@ export async function testFilter(
     options.onMatch?.({ line: n, time: new Date(m.time ?? line.time).toISOString(), address: m.address, user: m.user, filter: filter.name, kind: m.kind });
   });
   report.seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (filter.linesOverBudget !== undefined) report.overBudget = filter.linesOverBudget;
   return report;
 }

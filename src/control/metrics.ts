@@ -63,6 +63,12 @@ export async function renderMetrics(daemon: Daemon, activity: Activity): Promise
     "Lines under a filter's programs longer than its service can write (somebody else wrote them), skipped unread, per filter.",
     [...daemon.pipeline.filterStats].sort(([a], [b]) => a.localeCompare(b)).map(([filter, s]): Sample => [{ filter }, s.overlong]),
   );
+  m.metric(
+    'lines_over_budget_total',
+    'counter',
+    "Long lines a filter gave up on because its user-supplied patterns ran over their time budget (crafted to stall them), per filter.",
+    [...daemon.pipeline.filterStats.keys()].sort().map((filter): Sample => [{ filter }, daemon.pipeline.linesOverBudget(filter)]),
+  );
   m.metric('health_events_total', 'counter', 'Operational warnings seen in the logs (never a reason to ban), per filter and pattern.', split2(activity.health, 'filter', 'pattern'));
   m.metric('decisions_total', 'counter', 'Decisions made, per jail and action.', split2(activity.decisions, 'jail', 'action'));
 

@@ -234,6 +234,11 @@ export class Pipeline {
     return f;
   }
 
+  /** Lines a filter gave up on because its patterns ran over their time budget (see regex-budget.ts). */
+  linesOverBudget(filterName: string): number {
+    return this.filters.get(filterName)?.linesOverBudget ?? 0;
+  }
+
   hasRoute(routeId: string): boolean {
     return this.routes.has(routeId);
   }

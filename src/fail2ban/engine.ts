@@ -3,6 +3,7 @@ import type { FilterDefinition, SourcedRegex } from './filter-reader.js';
 import { pythonGroups, translatePythonRegex, type TranslatedRegex } from './pyregex.js';
 import { expandRegexTags } from './regex-tags.js';
 import { guardRegex, type GuardVerdict } from './regex-guard.js';
+import { DEFAULT_BUDGET_MS, execWithBudget, OVER_BUDGET, registerRegex, type LineBudget, type RegexMatch } from './regex-budget.js';
 import { zoneOffset } from './strptime.js';
 import { trimOldest } from '../core/recency.js';
 
@@ -26,6 +27,8 @@ interface CompiledRegex {
   source: SourcedRegex;
   t: TranslatedRegex;
   re: RegExp;
+  /** The regex's id for the matching thread (see regex-budget.ts). */
+  id: number;
   guard: GuardVerdict;
   skiplineKeys: string[];
   /** `alt_user_1` → `user` style groups, merged into their target after a match. */
@@ -61,6 +64,8 @@ export interface EngineOptions {
   checkAllRegex?: boolean;
   /** Dateless lines take "now" (fail2ban in operation); otherwise they have no time. */
   undatedAsNow?: boolean;
+  /** What the regexes may take on one long line before it is given up, in ms (see regex-budget.ts). */
+  budgetMs?: number;
 }
 
 export interface EngineStats {
@@ -71,9 +76,16 @@ export interface EngineStats {
   ignoredLines: number;
   /** Lines with at least one failure (nofail ones included), as fail2ban-regex counts them. */
   matchedLines: number;
+  /** Long lines whose matching ran over the budget and was given up (crafted to stall the regexes). */
+  overBudgetLines: number;
 }
 
 const MLFID_CACHE_SIZE = 100;
+/**
+ * What a multi-line buffer may hold, in characters. A multi-line failure is a few short lines
+ * (slapd's 20 lines are ~3 KB); 20 crafted 16 KiB lines made every regex of every line scan 320 KB.
+ */
+const MULTILINE_BUFFER_CHARS = 32 * 1024;
 const MLFID_CACHE_SECONDS = 300;
 /** What a line that cannot match returns: shared, never modified. */
 const NO_FAILURES: readonly Failure[] = [];
@@ -93,6 +105,9 @@ export class FailregexEngine {
   private readonly now: () => number;
   private readonly checkAll: boolean;
   private readonly undatedAsNow: boolean;
+  /** The current line's time for matching long texts (see regex-budget.ts). */
+  private readonly budget: LineBudget;
+  private overBudget = false;
   private buffer: TupleLine[] = [];
   private lastTimeText = '';
   private lastDate: number | null = null;
@@ -102,6 +117,7 @@ export class FailregexEngine {
     this.now = options.now ?? Date.now;
     this.checkAll = options.checkAllRegex ?? false;
     this.undatedAsNow = options.undatedAsNow ?? true;
+    this.budget = { ms: options.budgetMs ?? DEFAULT_BUDGET_MS, deadline: 0 };
     this.maxlines = definition.maxlines;
     const multi = this.maxlines > 1;
     if (definition.prefregex) this.prefregex = this.compile(definition.prefregex, multi);
@@ -122,7 +138,7 @@ export class FailregexEngine {
     let zone: number | null = null;
     if (definition.logtimezone) zone = zoneOffset(definition.logtimezone);
     this.detector = new DateDetector(definition.datepattern?.regex ?? null, { now: () => this.now(), zone });
-    this.stats = { lines: 0, failHits: this.failregex.map(() => 0), ignoreHits: this.ignoreregex.map(() => 0), ignoredLines: 0, matchedLines: 0 };
+    this.stats = { lines: 0, failHits: this.failregex.map(() => 0), ignoreHits: this.ignoreregex.map(() => 0), ignoredLines: 0, matchedLines: 0, overBudgetLines: 0 };
   }
 
   /**
@@ -159,6 +175,7 @@ export class FailregexEngine {
         this.warnings.push(new TranslationProblem(source.file, source.line, source.regex, guard.reason));
       }
       const re = new RegExp(t.source, t.flags);
+      const id = registerRegex(t.source, t.flags);
       const skiplineKeys = [...t.groups.keys()].filter((k) => /^skiplines\d+$/.test(k)).sort();
       const alternates: Array<[string, string]> = [];
       const tuples: Array<[string, string]> = [];
@@ -168,7 +185,7 @@ export class FailregexEngine {
         const target = m[2] === 'id' ? 'fid' : m[2] === 'port' ? 'fport' : m[2]!;
         (m[1] === 'alt_' ? alternates : tuples).push([name, target]);
       }
-      return { source, t, re, guard, skiplineKeys, alternates, tuples };
+      return { source, t, re, id, guard, skiplineKeys, alternates, tuples };
     } catch (e) {
       this.problems.push(new TranslationProblem(source.file, source.line, source.regex, (e as Error).message));
       return null;
@@ -226,7 +243,15 @@ export class FailregexEngine {
       }
     }
     const ignoredBefore = this.ignoredCount;
+    this.budget.deadline = 0;
+    this.overBudget = false;
     const found = this.findFailure(tuple, date, noDate);
+    if (this.overBudget) {
+      this.stats.overBudgetLines++;
+      // Given up as if it were not in the log: kept in a multi-line buffer, it would stall the lines after it.
+      if (this.maxlines > 1) this.buffer = this.buffer.filter((t) => t !== tuple);
+      return NO_FAILURES;
+    }
     // fail2ban-regex counts a line whose only results are <F-NOFAIL> ones as ignored.
     if (this.ignoredCount !== ignoredBefore || (found.length && found.every((f) => f.data.nofail))) this.stats.ignoredLines++;
     else if (found.length) this.stats.matchedLines++;
@@ -250,6 +275,7 @@ export class FailregexEngine {
     if (this.maxlines > 1) {
       this.buffer.push(tuple);
       if (this.buffer.length > this.maxlines) this.buffer = this.buffer.slice(-this.maxlines);
+      if (this.buffer.length > 1) this.buffer = newestWithin(this.buffer, MULTILINE_BUFFER_CHARS);
       orgBuffer = this.buffer;
     } else {
       orgBuffer = this.buffer = [tuple];
@@ -324,12 +350,16 @@ export class FailregexEngine {
     return found;
   }
 
-  private search(r: CompiledRegex, buf: string, orgLines: TupleLine[]): { match: RegExpExecArray; matched: TupleLine[]; unmatched: TupleLine[] } | null {
+  private search(r: CompiledRegex, buf: string, orgLines: TupleLine[]): { match: RegexMatch; matched: TupleLine[]; unmatched: TupleLine[] } | null {
     // Every match contains one of the required literals: a substring search rules most regexes out
     // for a fraction of a run (multi-line mode makes each `^` a scan of the whole buffer).
     if (r.t.required !== null && !containsAny(buf, r.t.required)) return null;
-    r.re.lastIndex = 0;
-    const m = r.re.exec(buf);
+    if (this.overBudget) return null;
+    const m = execWithBudget(r.id, r.re, buf, this.budget);
+    if (m === OVER_BUDGET) {
+      this.overBudget = true;
+      return null;
+    }
     if (!m) return null;
     if (orgLines.length <= 1) return { match: m, matched: orgLines, unmatched: [] };
     const startLine = buf.lastIndexOf('\n', m.index) + 1;
@@ -432,7 +462,7 @@ export class FailregexEngine {
 }
 
 /** The Python groups of a match, with fail2ban's `<F-ALT_…>` and `<F-TUPLE_…>` merging. */
-function groupsOf(c: CompiledRegex, m: RegExpExecArray): Record<string, string | undefined> {
+function groupsOf(c: CompiledRegex, m: RegexMatch): Record<string, string | undefined> {
   const g = pythonGroups(c.t, m);
   for (const [name, target] of c.alternates) {
     const v = g[name];
@@ -481,6 +511,17 @@ function hasFailureId(t: TranslatedRegex): boolean {
 
 function lineText(t: TupleLine): string {
   return t[0] + t[2];
+}
+
+/** The newest lines whose joined text fits in `chars` (the newest line always). */
+function newestWithin(lines: TupleLine[], chars: number): TupleLine[] {
+  let total = 0;
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const l = lines[i]!;
+    total += l[0].length + l[2].length + 1;
+    if (total > chars) return i === lines.length - 1 ? lines.slice(i) : lines.slice(i + 1);
+  }
+  return lines;
 }
 
 function joinLines(lines: TupleLine[]): string {

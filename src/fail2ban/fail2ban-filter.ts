@@ -59,6 +59,10 @@ export class Fail2banFilter implements Filter {
     this.patterns = this.engine.failregex.map((_, i) => `failregex ${i + 1}`);
   }
 
+  get linesOverBudget(): number {
+    return this.engine.stats.overBudgetLines;
+  }
+
   match(line: LogLine): FilterMatch | null {
     let failures: readonly Failure[];
     if (line.source === 'journal' || line.source.startsWith('journal:')) {

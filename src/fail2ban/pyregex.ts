@@ -945,7 +945,7 @@ function strength(literals: readonly string[]): number {
 }
 
 /** Reads the Python groups of a JavaScript match made with a translated regex. */
-export function pythonGroups(t: TranslatedRegex, m: RegExpExecArray): Record<string, string | undefined> {
+export function pythonGroups(t: TranslatedRegex, m: { groups?: Record<string, string | undefined> }): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
   const g = m.groups ?? {};
   for (const [py, aliases] of t.groups) {

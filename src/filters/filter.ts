@@ -46,6 +46,8 @@ export interface Filter {
    * its name is somebody else's and is skipped unread. Undefined: every message is scanned.
    */
   readonly maxMessageLength?: number;
+  /** Long lines whose matching ran over the time budget of user-supplied patterns and was given up (fail2ban filters). */
+  readonly linesOverBudget?: number;
   match(line: LogLine): FilterMatch | null;
 }
 

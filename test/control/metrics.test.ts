@@ -101,6 +101,7 @@ test('metrics count what happened: lines, matches, health, decisions, active ban
   assert.equal(m.get('portcullis_lines_read_total')!.metrics.reduce((n, x) => n + Number(x.value), 0), 11);
   assert.equal(value(m, 'portcullis_lines_overlong_total', { filter: 'sshd' }), 1);
   assert.equal(value(m, 'portcullis_lines_overlong_total', { filter: 'openvpn' }), 0);
+  assert.equal(value(m, 'portcullis_lines_over_budget_total', { filter: 'sshd' }), 0);
   assert.equal(value(m, 'portcullis_lines_matched_total', { filter: 'sshd', kind: 'auth-failure' }), 8);
   assert.equal(value(m, 'portcullis_lines_matched_total', { filter: 'openvpn', kind: 'health' }), 1);
   assert.equal(m.get('portcullis_health_events_total')!.metrics.reduce((n, s) => n + Number(s.value), 0), 1);

@@ -1,5 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { configFromFiles } from '../../src/config/load.js';
 import type { Decision } from '../../src/core/types.js';
 import { Pipeline, stateChangesOf } from '../../src/daemon/pipeline.js';
@@ -225,4 +228,20 @@ test('failures that ended in a ban do not count again after a restart, once the 
   assert.deepEqual(step(fail('10:16:02', a)), []);
   assert.deepEqual(step(fail('10:16:03', a)), [`ban ${a} 3`]);
   store.close();
+});
+
+test('a fail2ban filter gives up a line crafted to stall its pattern, counts it, and bans from the lines after it', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pipeline-budget-'));
+  try {
+    const conf = join(dir, 'colons.conf');
+    writeFileSync(conf, '[Definition]\nfailregex = ^\\[(?:error|\\S+:\\S+)\\] \\[client <HOST>\\] user \\S+ denied$\n');
+    const { decisions, pipeline } = run(`jails:\n  web: { filters: ["${conf}"], sources: [{ file: /var/log/web.log }], maxretry: 1 }\n`, [
+      `[${':'.repeat(30_000)}] [client 198.51.100.8] user mallory denied!`,
+      `[error] [client 198.51.100.9] user ${'u'.repeat(1500)} denied`,
+    ]);
+    assert.equal(pipeline.linesOverBudget(conf), 1);
+    assert.deepEqual(decisions.map((d) => d.target), ['198.51.100.9']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
