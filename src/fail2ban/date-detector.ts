@@ -312,6 +312,13 @@ function unbound(pattern: string): string {
   return pattern.replace(/^\{UNB\}/, '').replace(/^\{\^LN-BEG\}/, '').replace(/^\((?:\?:)?\^\|\\b\|\\W\)/, '').replace(/\(\?=\\b\|\\W\|\$\)$/, '');
 }
 
+/**
+ * How far into a line a date is looked for. A log's date is in its header; one further in is in the
+ * message, written by whoever sent it (fail2ban searches the whole line), and searching a crafted
+ * 16 KiB line with every built-in format took ~2 ms.
+ */
+export const DATE_SEARCH_CHARS = 1024;
+
 export class DateDetector {
   readonly templates: DateTemplate[] = [];
   /** Matches per template name (fail2ban-regex's "Date template hits"). */
@@ -356,11 +363,21 @@ export class DateDetector {
    * the same place, else the first anchored match or the earliest match.
    */
   find(line: string): DateMatch | null {
+    if (line.length > DATE_SEARCH_CHARS) return this.findIn(line.slice(0, DATE_SEARCH_CHARS), DATE_SEARCH_CHARS);
+    return this.findIn(line, Infinity);
+  }
+
+  /** `find` in `text`; matches reaching `cut` (where a longer line was cut) may be the start of a longer date. */
+  private findIn(text: string, cut: number): DateMatch | null {
     const ts = this.templates;
+    const at = (i: number): DateMatch | null => {
+      const m = ts[i]!.match(text);
+      return m !== null && m.end < cut ? m : null;
+    };
     let best: DateMatch | null = null;
     let bestIndex = -1;
     if (this.last !== null) {
-      const m = ts[this.last.index]!.match(line);
+      const m = at(this.last.index);
       if (m && (m.template.anchored || m.start === this.last.start || ts.length === 1)) return this.hit(m, this.last.index);
       // Matched elsewhere in the line: maybe a date inside the message; look for a better one.
       if (m) { best = m; bestIndex = this.last.index; }
@@ -368,7 +385,7 @@ export class DateDetector {
     const before = this.last?.start ?? 1;
     for (let i = 0; i < ts.length; i++) {
       if (this.last !== null && i === this.last.index) continue;
-      const m = ts[i]!.match(line);
+      const m = at(i);
       if (!m) continue;
       if (m.template.anchored || m.start <= before) return this.hit(m, i);
       if (best === null || m.start < best.start) { best = m; bestIndex = i; }

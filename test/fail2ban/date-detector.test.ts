@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DateDetector } from '../../src/fail2ban/date-detector.js';
+import { DATE_SEARCH_CHARS, DateDetector } from '../../src/fail2ban/date-detector.js';
 
 const ctx = { now: () => Date.UTC(2005, 7, 14, 12), zone: 0 };
 
@@ -35,4 +35,24 @@ test('date spans: a datepattern with its own group marks the date with that grou
   assert.deepEqual(cut, ['2024-05-01 10:00:00', 1]);
   const plain = new DateDetector('^%Y-%m-%d %H:%M:%S', ctx);
   assert.deepEqual(cuts(plain, ['2024-05-01 10:00:00 h app: x']), [['2024-05-01 10:00:00', 0]]);
+});
+
+test('date spans: a long line is searched for its date in its first DATE_SEARCH_CHARS characters only', () => {
+  const d = new DateDetector(null, ctx);
+  const pad = (n: number) => 'x '.repeat(n / 2);
+  const deep = pad(DATE_SEARCH_CHARS);
+  const straddling = `${pad(DATE_SEARCH_CHARS - 10)}Jan 23 21:59:59 ${pad(40)}`;
+  assert.deepEqual(cuts(d, [
+    `Jan 23 21:59:59 host sshd[1]: ${pad(16_000)}`,
+    `host: ${pad(500)}Jan 23 21:59:59 ${pad(16_000)}`,
+    `host: ${deep}Jan 23 21:59:59 sshd[1]: x`,
+    straddling,
+  ]), [
+    ['Jan 23 21:59:59', 0],
+    ['Jan 23 21:59:59', 506],
+    // In the message, where whoever sent it put it.
+    null,
+    // Cut at "Jan 23 21:5": the date the template sees is not the line's.
+    null,
+  ]);
 });
