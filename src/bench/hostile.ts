@@ -1,6 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { createFail2banFilter } from '../fail2ban/fail2ban-filter.js';
+import { budgetThreadsIdle } from '../fail2ban/regex-budget.js';
 import type { Filter } from '../filters/filter.js';
 import { builtinFilters } from '../filters/index.js';
 import { DEFAULT_MAX_LINE_LENGTH } from '../sources/source.js';
@@ -154,6 +156,8 @@ interface FilterFigures {
   rawWorstMs: number;
   /** The slowest single line of the first, unmeasured pass (patterns compiled and optimised as they are first met), in ms. */
   firstPassWorstMs: number;
+  /** Lines of a measured pass given up after the time budget of user-supplied patterns (fail2ban filters), median over the passes. */
+  overBudget: number;
 }
 
 /** Times one pass; every line through the envelope and the filter, each timed on its own (ms). */
@@ -179,8 +183,11 @@ function measure(name: string, filter: Filter, lines: readonly string[]): Filter
   const first = pass(filter, lines);
   const rates: number[] = [];
   const runs: Float64Array[] = [];
+  const givenUp: number[] = [];
   for (let run = 0; run < RUNS; run++) {
+    const before = filter.linesOverBudget ?? 0;
     const p = pass(filter, lines);
+    givenUp.push((filter.linesOverBudget ?? 0) - before);
     rates.push(p.rate);
     runs.push(p.times);
   }
@@ -194,7 +201,7 @@ function measure(name: string, filter: Filter, lines: readonly string[]): Filter
     worst = Math.max(worst, cost);
     rawWorst = Math.max(rawWorst, ...perRun);
   }
-  return { filter: name, lines: lines.length, rate: lines.length / (total / 1000), passRates: rates, worstMs: worst, rawWorstMs: rawWorst, firstPassWorstMs: Math.max(...first.times) };
+  return { filter: name, lines: lines.length, rate: lines.length / (total / 1000), passRates: rates, worstMs: worst, rawWorstMs: rawWorst, firstPassWorstMs: Math.max(...first.times), overBudget: median(givenUp) };
 }
 
 /** Sample lines of fail2ban's log for a filter: its non-comment lines, at most `max`, spread over the file. */
@@ -211,6 +218,7 @@ function rowsFor(label: string, figures: readonly FilterFigures[]): BenchRow[] {
   const worst = figures.reduce((a, b) => (b.worstMs > a.worstMs ? b : a));
   const lines = figures.reduce((n, f) => n + f.lines, 0);
   const under = figures.filter((f) => f.rate < 100_000 || f.worstMs > 10).length;
+  const givingUp = figures.filter((f) => f.overBudget > 0).sort((a, b) => b.overBudget - a.overBudget);
   return [
     {
       name: `${label}: slowest filter`,
@@ -228,6 +236,12 @@ function rowsFor(label: string, figures: readonly FilterFigures[]): BenchRow[] {
       name: `${label}: short of a target`,
       value: `${under} of ${figures.length}; slowest: ${bySpeed.slice(0, 6).map((f) => `${f.filter} ${fmt(f.rate)}/s (worst ${f.worstMs.toFixed(1)} ms)`).join(', ')}`,
     },
+    ...(givingUp.length === 0
+      ? []
+      : [{
+        name: `${label}: lines given up (patterns over their time budget)`,
+        value: `${fmt(givingUp.reduce((n, f) => n + f.overBudget, 0))} of ${fmt(lines)} lines a pass, in ${givingUp.length} filters: ${givingUp.slice(0, 8).map((f) => `${f.filter} ${fmt(f.overBudget)}/${fmt(f.lines)}`).join(', ')}`,
+      }]),
   ];
 }
 
@@ -259,6 +273,8 @@ export async function hostile(): Promise<BenchSection> {
         refused.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
         continue;
       }
+      // The threads may still run lines the filter before gave up on: those would give up this one's.
+      while (!budgetThreadsIdle()) await sleep(10);
       fail2ban.push(measure(`fail2ban:${name}`, filter, hostileLines(filter, templates, UNITS, 12)));
     }
   }
