@@ -1,5 +1,6 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
-import { FailureRows, Store } from './store.js';
+import { fromWire } from './commit-wire.js';
+import { Store } from './store.js';
 import type { CommitJob, CommitReply, WriterThreadData } from './store-writer.js';
 
 /**
@@ -29,11 +30,8 @@ port.on('message', (first: CommitJob | null) => {
   }
 });
 
-function commit(jobs: CommitJob[]): void {
-  for (const { changes } of jobs) {
-    // A structured clone keeps the fields, not the class.
-    if (changes.failuresAdded) Object.setPrototypeOf(changes.failuresAdded, FailureRows.prototype);
-  }
+function commit(wireJobs: CommitJob[]): void {
+  const jobs = wireJobs.map(({ seq, changes, now }) => ({ seq, changes: fromWire(changes), now }));
   const errors = store.commitGroup(jobs);
   jobs.forEach(({ seq, changes }, i) => {
     const reply: CommitReply = { seq, error: errors[i]!, evidence: changes.evidenceToRead?.map((e) => e.lines) ?? null };

@@ -2,6 +2,7 @@ import { dirname } from 'node:path';
 import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import type { Logger } from '../core/log.js';
 import { startWorker } from '../core/worker.js';
+import { toWire, type WireChanges } from './commit-wire.js';
 import type { StateChanges, Store } from './store.js';
 
 /** Called once a commit is on disk (`error` null) or failed (the message says why and what to do). */
@@ -51,7 +52,7 @@ export function commitOrError(store: Store, changes: StateChanges, now: number):
 /** A commit as the writer thread gets it. */
 export interface CommitJob {
   seq: number;
-  changes: StateChanges;
+  changes: WireChanges;
   now: number;
 }
 
@@ -127,7 +128,7 @@ export class ThreadWriter implements StateWriter {
       this.worker.ref();
     }
     const seq = ++this.seq | 0;
-    const job: CommitJob = { seq, changes, now: Date.now() };
+    const job: CommitJob = { seq, changes: toWire(changes), now: Date.now() };
     this.worker.postMessage(job);
     // The failure rows (most of a batch) are the thread's now: held here until the answer, their
     // lines outlived the young generation and cost this thread full collections.
