@@ -147,6 +147,10 @@ export class Daemon {
   /** Per source id: lines handed to the pipeline, and of those the lines whose commit is done. */
   private readonly linesTaken = new Map<string, number>();
   private linesCommitted = new Map<string, number>();
+  /** A backlog's decisions handed to the firewall whose commit is not done yet (see commitAndEnforce), in order. */
+  private readonly enforcedUncommitted = new Set<Decision[]>();
+  /** Commits with decisions that go to the firewall once they are done, not done yet. */
+  private enforcedAfterCommit = 0;
   private decisionsLoggable = DECISIONS_LOGGED_PER_SECOND;
   /** `jail\0action` → bans or unbans made this second but not logged one by one. */
   private readonly decisionsUnlogged = new Map<string, number>();
@@ -225,12 +229,18 @@ export class Daemon {
         return;
       }
     }
-    this.commitAndEnforce({}, batch.more);
+    // The batch that ends a backlog carries the backlog's uncommitted lines: a big commit, for the writer thread too.
+    this.commitAndEnforce({}, batch.more || this.uncommittedLines > 0);
   }
 
   /**
-   * Commits what the pipeline decided, with the positions of the lines it came from, then enforces
-   * (the ban is on disk before the firewall sees it) and tells observers, once the commit is done.
+   * Commits what the pipeline decided, with the positions of the lines it came from, enforces it, and
+   * tells observers (notifiers, fleet, dashboard) once the commit is done: their bans carry evidence the
+   * commit reads back. A decision is enforced once its commit is done, so a crash never loses one, except
+   * in a backlog's commits (a burst, catching up), whose decisions go to the firewall at once, while the
+   * commit runs: a burst's last commit took longer than its nft call. Those are not lost either: they
+   * are made from lines whose positions are in the same commit, so a crash before it has the lines read
+   * again, and the drift check at start takes out bans the database does not hold.
    */
   private commitAndEnforce(extra: StateChanges = {}, backlog = false): void {
     const out = this.pipeline.take();
@@ -241,19 +251,32 @@ export class Daemon {
     this.backlogCommit = null;
     const changes: StateChanges = { ...extra, checkpoints, ...stateChangesOf(out) };
     const taken = new Map(this.linesTaken);
+    // Early only behind no decision still waiting for its commit: the firewall gets decisions in order.
+    const early = backlog && out.decisions.length > 0 && this.enforcedAfterCommit === 0;
+    if (early) {
+      this.enforcedUncommitted.add(out.decisions);
+      this.queue.submit(out.decisions);
+    } else if (out.decisions.length > 0) {
+      this.enforcedAfterCommit++;
+    }
     this.writer.commit(changes, (error) => {
       this.linesCommitted = taken;
       if (error === null) {
         if (this.lastCommitError) this.options.log.info('state database writable again');
         this.lastCommitError = null;
       } else {
-        // Enforce anyway: protecting the host matters more than the record; the position is not advanced,
+        // Enforced anyway: protecting the host matters more than the record; the position is not advanced,
         // so after a restart these lines are read again.
         this.lastCommitError = error;
         this.options.log.error(error);
       }
+      if (early) {
+        this.enforcedUncommitted.delete(out.decisions);
+      } else if (out.decisions.length > 0) {
+        this.enforcedAfterCommit--;
+        this.queue.submit(out.decisions);
+      }
       for (const d of out.decisions) this.logDecision(d);
-      this.queue.submit(out.decisions);
       for (const d of out.decisions) this.events.emit('decision', d);
     }, backlog);
   }
@@ -303,8 +326,19 @@ export class Daemon {
     }
   }
 
+  /** What the firewall should hold: the database's bans in force, and a backlog's decisions enforced before their commit is done. */
   private wantedBans(): BanEntry[] {
-    return this.store.bansInForce(Date.now());
+    const stored = this.store.bansInForce(Date.now());
+    if (this.enforcedUncommitted.size === 0) return stored;
+    // A drift check must not take out a ban the firewall got a moment before the database, nor put back one just lifted.
+    const wanted = new Map(stored.map((b) => [`${b.jail}\0${b.target}`, b]));
+    for (const decisions of this.enforcedUncommitted) {
+      for (const d of decisions) {
+        if (d.action === 'ban') wanted.set(`${d.jail}\0${d.target}`, { target: d.target, jail: d.jail, until: d.until });
+        else if (d.action === 'unban') wanted.delete(`${d.jail}\0${d.target}`);
+      }
+    }
+    return [...wanted.values()];
   }
 
   /** Manual ban from the CLI/API. */

@@ -4,11 +4,11 @@ import type { BanEntry, Enforcer, JailCounters, JailFirewallSpec } from '../enfo
 
 /**
  * Hands decisions to the enforcers in batches, one worker per enforcer, so
- * that bans arriving together reach the kernel as one transaction. The
- * database already holds every ban before it gets here; when an enforcer
- * fails (nft missing, kernel error) the changes stay queued, the failure is
- * shown in `status`, and the worker retries with backoff, re-synchronising
- * the firewall from the database.
+ * that bans arriving together reach the kernel as one transaction. Decisions
+ * arrive once committed, or a backlog's while their commit runs; when an enforcer fails
+ * (nft missing, kernel error) the changes stay queued, the failure is shown
+ * in `status`, and the worker retries with backoff, re-synchronising the
+ * firewall from the database and the decisions not committed yet.
  */
 
 export interface EnforcerHealth {
