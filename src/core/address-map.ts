@@ -20,8 +20,6 @@ import { addressWords } from './address.js';
  */
 const STRIDE = 4;
 const EMPTY = -1;
-/** A deleted row: probing goes on past it; an insert reuses it. */
-const GONE = -2;
 const MIN_CAPACITY = 64;
 const TWO_32 = 4294967296;
 const KEY = new Float64Array(3);
@@ -30,7 +28,6 @@ export class AddressMap {
   private capacity = MIN_CAPACITY;
   private rows = new Float64Array(MIN_CAPACITY * STRIDE).fill(EMPTY);
   private live = 0;
-  private gone = 0;
   private readonly other = new Map<string, number | null>();
   /** Addresses are attacker-chosen: the probe sequence must not be predictable. */
   private readonly seed = (Math.random() * TWO_32) | 0;
@@ -64,18 +61,37 @@ export class AddressMap {
     if (!addressWords(key, KEY, 0)) return this.other.delete(key);
     const o = this.find();
     if (o < 0) return false;
-    this.rows[o] = GONE;
+    this.vacate(o);
     this.live--;
-    this.gone++;
     if (this.capacity > MIN_CAPACITY && this.live * 8 < this.capacity) this.rebuild(this.capacity / 2);
     return true;
+  }
+
+  /**
+   * Empties a row and moves later rows of its probe run back into the hole, so that every key stays
+   * reachable from its home row without tombstones: a table that keeps its size while an attack churns
+   * through it (the offenders, bans ending as others begin) never fills with them and is never rebuilt.
+   */
+  private vacate(hole: number): void {
+    const rows = this.rows;
+    const mask = this.capacity - 1;
+    let i = hole / STRIDE;
+    for (let j = (i + 1) & mask; rows[j * STRIDE]! !== EMPTY; j = (j + 1) & mask) {
+      const o = j * STRIDE;
+      const home = hashAddressWords(this.seed, rows[o]!, rows[o + 1]!, rows[o + 2]!) & mask;
+      // A row whose home lies cyclically in (i, j] is reachable where it is; any other would be cut off by the hole.
+      if (i <= j ? i < home && home <= j : i < home || home <= j) continue;
+      rows.copyWithin(i * STRIDE, o, o + STRIDE);
+      i = j;
+    }
+    rows[i * STRIDE] = EMPTY;
   }
 
   clear(): void {
     this.other.clear();
     this.capacity = MIN_CAPACITY;
     this.rows = new Float64Array(MIN_CAPACITY * STRIDE).fill(EMPTY);
-    this.live = this.gone = 0;
+    this.live = 0;
   }
 
   /** The offset of the row holding the key in KEY, or -1. */
@@ -95,8 +111,8 @@ export class AddressMap {
   private findOrClaim(): number {
     const found = this.find();
     if (found >= 0) return found;
-    // Grow (or clean out deleted rows) at half full: probe runs stay short.
-    if ((this.live + this.gone + 1) * 2 > this.capacity) this.rebuild(this.live * 4 >= this.capacity ? this.capacity * 2 : this.capacity);
+    // Grow at half full: probe runs stay short.
+    if ((this.live + 1) * 2 > this.capacity) this.rebuild(this.capacity * 2);
     const o = this.place(KEY[0]!, KEY[1]!, KEY[2]!);
     this.live++;
     return o;
@@ -107,8 +123,7 @@ export class AddressMap {
     const rows = this.rows;
     const mask = this.capacity - 1;
     let o = (hashAddressWords(this.seed, a, b, c) & mask) * STRIDE;
-    while (rows[o]! >= 0) o = (o + STRIDE) & (mask * STRIDE + STRIDE - 1);
-    if (rows[o] === GONE) this.gone--;
+    while (rows[o]! !== EMPTY) o = (o + STRIDE) & (mask * STRIDE + STRIDE - 1);
     rows[o] = a;
     rows[o + 1] = b;
     rows[o + 2] = c;
@@ -119,9 +134,8 @@ export class AddressMap {
     const old = this.rows;
     this.capacity = capacity;
     this.rows = new Float64Array(capacity * STRIDE).fill(EMPTY);
-    this.gone = 0;
     for (let o = 0; o < old.length; o += STRIDE) {
-      if (old[o]! < 0) continue;
+      if (old[o]! === EMPTY) continue;
       const n = this.place(old[o]!, old[o + 1]!, old[o + 2]!);
       this.rows[n + 3] = old[o + 3]!;
     }

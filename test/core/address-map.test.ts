@@ -39,6 +39,38 @@ test('AddressMap agrees with a Map through growth, deletes and shrinking, for IP
   assert.equal(map.get('198.0.0.1'), undefined);
 });
 
+test('AddressMap keeps every key through churn at a constant size near its fill limit (deleted rows are filled from their probe runs)', () => {
+  const map = new AddressMap();
+  const live: string[] = [];
+  let next = 0;
+  let seed = 777;
+  const rand = (n: number): number => {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    return seed % n;
+  };
+  const add = (): void => {
+    const key = next % 3 === 0 ? `2001:db8:${(next >>> 16).toString(16)}::${(next & 65535).toString(16)}` : `203.${(next >>> 16) & 255}.${(next >>> 8) & 255}.${next & 255}`;
+    map.set(key, next++);
+    live.push(key);
+  };
+  // 2,047 keys: one short of half of 4,096 rows, the most this size holds before it grows.
+  while (live.length < 2047) add();
+  for (let step = 0; step < 100_000; step++) {
+    const i = rand(live.length);
+    const key = live[i]!;
+    live[i] = live[live.length - 1]!;
+    live.pop();
+    assert.equal(map.delete(key), true, key);
+    assert.equal(map.has(key), false, key);
+    add();
+    if (step % 4999 === 0) {
+      assert.equal(map.size, live.length);
+      for (const k of live) assert.ok(map.has(k), `${k} lost at step ${step}`);
+    }
+  }
+  for (const k of live) assert.ok(map.has(k), k);
+});
+
 test('AddressMap: an IPv4 address and its IPv4-mapped IPv6 spelling are one key', () => {
   const map = new AddressMap();
   map.set('192.0.2.7', 5);
