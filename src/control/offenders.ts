@@ -14,13 +14,19 @@ import { ownCopy } from '../core/address.js';
  * approximate. Once the table is full, a newcomer gets in one time in
  * ADMISSION (a heavy hitter comes back soon enough), so a spray of one-off
  * addresses does not churn the table on every line. Counts live in typed
- * arrays: no object per address.
+ * arrays: no object per address; a slot's counts and time side by side, so
+ * that sampling a slot reads one cache line, not three.
  */
 
-/** Slots compared per eviction: more is more exact and slower. */
-const EVICTION_SAMPLE = 8;
+/** Slots compared per eviction: more is more exact and slower (Redis samples 5). */
+const EVICTION_SAMPLE = 5;
 /** Once full, a newcomer is admitted with probability 1/ADMISSION (a power of two). */
 const ADMISSION = 8;
+/** The layout of a slot's row in `stats`. */
+const STATS = 3;
+const FAILURES = 0;
+const BANS = 1;
+const LAST = 2;
 
 export interface OffenderEntry {
   address: string;
@@ -43,17 +49,14 @@ export class OffenderTable {
   private readonly moreJails = new Map<number, Set<string>>();
   private readonly jailNames: string[] = [];
   private readonly jailIndex = new Map<string, number>();
-  private readonly failures: Float64Array;
-  private readonly bans: Float64Array;
-  private readonly last: Float64Array;
+  /** Per slot: failures, bans, last seen (ms). */
+  private readonly stats: Float64Array;
   /** A xorshift state: eviction samples need to be cheap, not good. */
   private seed = 0x9e3779b9;
 
   constructor(readonly capacity: number, private readonly maxAgeMs: number) {
     this.jailBits = new Uint32Array(capacity);
-    this.failures = new Float64Array(capacity);
-    this.bans = new Float64Array(capacity);
-    this.last = new Float64Array(capacity);
+    this.stats = new Float64Array(capacity * STATS);
   }
 
   get size(): number {
@@ -63,14 +66,14 @@ export class OffenderTable {
   addFailure(address: string, jails: readonly string[], now: number): void {
     const slot = this.slot(address, now);
     if (slot < 0) return;
-    this.failures[slot]!++;
+    this.stats[slot * STATS + FAILURES]!++;
     for (const j of jails) this.addJail(slot, j);
   }
 
   /** A ban always gets the address in: bans are few, and they weigh ten failures. */
   addBan(address: string, jail: string, now: number): void {
     const slot = this.slot(address, now, true);
-    this.bans[slot]!++;
+    this.stats[slot * STATS + BANS]!++;
     this.addJail(slot, jail);
   }
 
@@ -99,9 +102,11 @@ export class OffenderTable {
 
   /** Entries seen since `since`, in no particular order. */
   *entries(since: number): IterableIterator<OffenderEntry> {
+    const stats = this.stats;
     for (let slot = 0; slot < this.addresses.length; slot++) {
-      if (this.last[slot]! < since) continue;
-      yield { address: this.addresses[slot]!, failures: this.failures[slot]!, bans: this.bans[slot]!, jails: this.jailsOf(slot), last: this.last[slot]! };
+      const o = slot * STATS;
+      if (stats[o + LAST]! < since) continue;
+      yield { address: this.addresses[slot]!, failures: stats[o + FAILURES]!, bans: stats[o + BANS]!, jails: this.jailsOf(slot), last: stats[o + LAST]! };
     }
   }
 
@@ -117,10 +122,10 @@ export class OffenderTable {
       this.addresses[slot] = ownCopy(address);
       this.jailBits[slot] = 0;
       this.moreJails.delete(slot);
-      this.failures[slot] = 0;
-      this.bans[slot] = 0;
+      this.stats[slot * STATS + FAILURES] = 0;
+      this.stats[slot * STATS + BANS] = 0;
     }
-    this.last[slot] = now;
+    this.stats[slot * STATS + LAST] = now;
     return slot;
   }
 
@@ -129,9 +134,11 @@ export class OffenderTable {
     const stale = now - this.maxAgeMs;
     let victim = -1;
     let lightest = Infinity;
+    const stats = this.stats;
     for (let i = 0; i < EVICTION_SAMPLE; i++) {
       const slot = this.random() % this.capacity;
-      const weight = this.last[slot]! < stale ? -1 : this.failures[slot]! + 10 * this.bans[slot]!;
+      const o = slot * STATS;
+      const weight = stats[o + LAST]! < stale ? -1 : stats[o + FAILURES]! + 10 * stats[o + BANS]!;
       if (weight < lightest) {
         lightest = weight;
         victim = slot;
