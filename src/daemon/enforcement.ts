@@ -96,11 +96,10 @@ export class EnforcementQueue {
   submit(decisions: readonly Decision[]): void {
     for (const d of decisions) {
       if (d.action !== 'ban' && d.action !== 'unban') continue;
-      for (const slot of this.byJail.get(d.jail) ?? []) {
-        slot.pending.set(`${d.jail}|${d.target}`, { action: d.action, entry: { target: d.target, jail: d.jail, until: d.until } });
-        this.kick(slot);
-      }
+      const entry = { target: d.target, jail: d.jail, until: d.until };
+      for (const slot of this.byJail.get(d.jail) ?? []) slot.pending.set(`${d.jail}|${d.target}`, { action: d.action, entry });
     }
+    for (const slot of this.slots) this.kick(slot);
   }
 
   private kick(slot: Slot): void {
