@@ -10,6 +10,7 @@ import { replay } from '../cli/replay.js';
 import { callDaemon } from '../control/client.js';
 import type { SourceStatus } from '../sources/source.js';
 import { rng } from './generate.js';
+import { cpuSeconds } from './netns-daemon.js';
 import { fmt, median, percentile, spread, type BenchSection } from './report.js';
 
 /**
@@ -191,12 +192,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, Ma
 async function waitForExit(child: ChildProcess, ms: number): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   await Promise.race([new Promise((r) => child.once('exit', r)), sleep(ms)]);
-}
-
-/** CPU seconds (user + system) of a process or thread, from its /proc stat line. */
-function cpuSeconds(statPath: string): number {
-  const fields = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
 
 function peakRssMb(pid: number): number {

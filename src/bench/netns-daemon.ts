@@ -183,6 +183,12 @@ export class Daemon {
     proc.on('exit', () => take(''));
   }
 
+  /** CPU seconds the daemon has used: all its threads, and its main thread (the pipeline's). */
+  cpuSeconds(): { all: number; main: number } {
+    const pid = this.proc.pid!;
+    return { all: cpuSeconds(`/proc/${pid}/stat`), main: cpuSeconds(`/proc/${pid}/task/${pid}/stat`) };
+  }
+
   /** Resident memory of the daemon's process (MB). */
   rssMB(): number {
     const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${this.proc.pid}/status`, 'utf8'));
@@ -275,4 +281,10 @@ export function attackLine(address: string, n: number): string {
 /** The `i`th address of 10.0.0.0/8 (i < 16,777,216). */
 export function benchAddress(i: number): string {
   return `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`;
+}
+
+/** CPU seconds (user + system) of a process or thread, from its /proc stat line. */
+export function cpuSeconds(statPath: string): number {
+  const fields = readFileSync(statPath, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
 }
