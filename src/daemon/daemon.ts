@@ -298,7 +298,9 @@ export class Daemon {
 
   private tick(): void {
     this.pipeline.expire(Date.now());
-    this.commitAndEnforce();
+    // During a backlog its own commit comes within BACKLOG_COMMIT_MS and takes the bans that ended too;
+    // a commit made here would take the backlog's decisions out of it, to be enforced only once on disk.
+    if (this.uncommittedLines === 0) this.commitAndEnforce();
     this.logUnloggedDecisions();
     this.reportSourceProblems();
   }

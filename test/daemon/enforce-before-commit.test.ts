@@ -7,7 +7,10 @@ import { Daemon } from '../../src/daemon/daemon.js';
 import type { EnforcementQueue } from '../../src/daemon/enforcement.js';
 import type { BanEntry } from '../../src/enforcers/enforcer.js';
 import { commitOrError, type StateWriter } from '../../src/state/store-writer.js';
-import { makeSetup } from '../control/fixture.js';
+import type { LogLine } from '../../src/core/types.js';
+import type { SourceBatch } from '../../src/sources/source.js';
+import { EnvelopeParser } from '../../src/sources/envelope.js';
+import { makeSetup, syslogTime } from '../control/fixture.js';
 
 /**
  * A backlog's decisions reach the firewall while their commit runs (daemon.ts, commitAndEnforce): a
@@ -22,7 +25,10 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
   const config = configFromFiles([{ file: s.config, text: readFileSync(s.config, 'utf8') }]);
   const daemon = new Daemon(config, { log: quiet, dryRun: true, reconcileInterval: 3_600_000 });
   await daemon.start();
-  const internals = daemon as unknown as { writer: StateWriter; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void };
+  const internals = daemon as unknown as {
+    writer: StateWriter; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void;
+    onBatch(batch: SourceBatch, routed: { source: { id: string }; jailsFor: (s: string) => string[] }): void; tick(): void;
+  };
   // What a backlog's commit carries: decisions made from lines still being caught up with.
   const backlogCommit = (decide: () => void): void => {
     decide();
@@ -68,13 +74,25 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
     await driftCheck();
     assert.deepEqual(await inFirewall(), []);
 
+    // The once-a-second tick during a backlog leaves the backlog's decisions to the backlog's own commit.
+    const parser = new EnvelopeParser();
+    const attack = (address: string): LogLine => parser.parse(`${syslogTime()} web1 sshd[7]: Failed password for root from ${address} port 4000 ssh2`, `file:${s.auth}`);
+    const routed = { source: { id: `file:${s.auth}` }, jailsFor: () => ['sshd'] };
+    internals.onBatch({ lines: ['203.0.113.1', '203.0.113.1', '203.0.113.1'].map(attack), checkpoints: [], more: true }, routed);
+    internals.tick();
+    assert.equal(held.length, 0, 'no commit made by the tick');
+    internals.onBatch({ lines: [attack('203.0.113.2')], checkpoints: [], more: false }, routed);
+    assert.equal(held.length, 1, 'the backlog ends in one commit');
+    assert.deepEqual(await inFirewall(), ['sshd 203.0.113.1'], 'its ban enforced while the commit runs');
+    internals.writer.flush();
+
     daemon.ban('198.51.100.9', 'sshd', undefined, 'test');
-    assert.deepEqual(await inFirewall(), [], 'a manual ban is enforced once committed');
+    assert.deepEqual(await inFirewall(), ['sshd 203.0.113.1'], 'a manual ban is enforced once committed');
     // A backlog's ban behind it waits too: the firewall gets decisions in order.
     backlogCommit(() => daemon.pipeline.manualBan('192.0.2.8', 'sshd', Date.now() + 3_600_000, 'a burst', 'test', Date.now()));
-    assert.deepEqual(await inFirewall(), []);
+    assert.deepEqual(await inFirewall(), ['sshd 203.0.113.1']);
     internals.writer.flush();
-    assert.deepEqual((await inFirewall()).sort(), ['sshd 192.0.2.8', 'sshd 198.51.100.9']);
+    assert.deepEqual((await inFirewall()).sort(), ['sshd 192.0.2.8', 'sshd 198.51.100.9', 'sshd 203.0.113.1']);
   } finally {
     internals.writer.flush();
     internals.writer = real;
