@@ -61,8 +61,12 @@ interface WriterOptions {
 /** Set (to the options as JSON) when this file runs as the writer process. */
 const WRITER_ENV = 'PORTCULLIS_FLOOD_WRITER';
 
-/** Absolute ms with sub-ms precision, comparable between processes. */
-const nowMs = (): number => performance.timeOrigin + performance.now();
+/**
+ * Ms on the machine's monotonic clock, comparable between processes. Not `performance.timeOrigin`: each
+ * process takes it from the wall clock when it starts, and a step of the VM's clock between the writer's
+ * start and ours once put every write "in the future" of the samples: a run with 0 s of lag.
+ */
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 function syslogStamp(ms: number): string {

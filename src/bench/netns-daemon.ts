@@ -30,7 +30,7 @@ const [address, port, timeout] = process.argv.slice(1);
 const deadline = Date.now() + Number(timeout);
 let ready = false;
 (function attempt() {
-  const started = performance.timeOrigin + performance.now();
+  const started = Number(process.hrtime.bigint()) / 1e6;
   let answered = false;
   const socket = net.connect({ host: '127.0.0.1', port: Number(port), localAddress: address });
   socket.on('connect', () => { console.log('something listens on port ' + port); process.exit(2); });
@@ -138,7 +138,9 @@ export class BenchNamespace {
       const code = await exited;
       const at = /blocked (\d+(?:\.\d+)?)/.exec(out);
       if (code !== 0 || !at) throw new Error(`packets from ${address} to port ${port} not dropped within ${timeoutMs} ms (${out.trim()})`);
-      return Number(at[1]) - performance.timeOrigin;
+      // The probe's time is on the monotonic clock (comparable between processes, unlike timeOrigin,
+      // which each takes from the wall clock at its start): put it on this process's performance.now().
+      return Number(at[1]) - (Number(process.hrtime.bigint()) / 1e6 - performance.now());
     };
   }
 
