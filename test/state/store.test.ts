@@ -38,6 +38,7 @@ test('bans, failures and positions survive reopening; one ban per jail and targe
     assert.equal(hist.length, 2);
     assert.ok(hist.every((h) => !h.active));
     assert.equal(hist[0]!.liftReason, 'bantime expired');
+    assert.deepEqual([hist[1]!.liftReason, hist[1]!.liftedAt], ['replaced by a new ban', 3000]);
     s.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -186,6 +187,29 @@ test('a read-only store opens only an existing database of this schema, and cann
     db.close();
     assert.throws(() => Store.openReadOnly(dir), new RegExp(`schema version 1, this Portcullis reads ${SCHEMA_VERSION}; the daemon migrates it`));
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a ban of a target still banned in the jail replaces it, in one commit and across the grouped commits of the writer thread', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
+  const s = Store.open(dir);
+  try {
+    s.commit({ bans: [ban('192.0.2.5', 1000, 60_000), ban('192.0.2.5', 2000, 70_000), ban('192.0.2.5', 2000, 70_000, 'recidive')] });
+    const errors = s.commitGroup([
+      { changes: { bans: [ban('192.0.2.6', 3000, 80_000)] }, now: 3000 },
+      { changes: { bans: [ban('192.0.2.6', 4000, 90_000), ban('192.0.2.5', 4000, 95_000)] }, now: 4000 },
+    ]);
+    assert.deepEqual(errors, [null, null]);
+    assert.deepEqual(s.activeBans().map((b) => [b.target, b.jail, b.until]).sort(), [
+      ['192.0.2.5', 'recidive', 70_000], ['192.0.2.5', 'sshd', 95_000], ['192.0.2.6', 'sshd', 90_000],
+    ]);
+    const replaced = s.history({ jail: 'sshd' }).filter((h) => !h.active);
+    assert.deepEqual(replaced.map((h) => [h.target, h.liftedAt, h.liftReason]).sort(), [
+      ['192.0.2.5', 2000, 'replaced by a new ban'], ['192.0.2.5', 4000, 'replaced by a new ban'], ['192.0.2.6', 4000, 'replaced by a new ban'],
+    ]);
+  } finally {
+    s.close();
     rmSync(dir, { recursive: true, force: true });
   }
 });
