@@ -6,7 +6,7 @@ import { formatDuration } from '../core/duration.js';
 import { PortcullisError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { Decision, Event } from '../core/types.js';
-import type { BanEntry } from '../enforcers/enforcer.js';
+import { banKey, type BanEntry } from '../enforcers/enforcer.js';
 import { createEnforcers } from '../enforcers/index.js';
 import { Fleet, type FleetStatus } from '../fleet/fleet.js';
 import type { Checkpoint, Source, SourceBatch, SourceStatus } from '../sources/source.js';
@@ -333,11 +333,11 @@ export class Daemon {
     const stored = this.store.bansInForce(Date.now());
     if (this.enforcedUncommitted.size === 0) return stored;
     // A drift check must not take out a ban the firewall got a moment before the database, nor put back one just lifted.
-    const wanted = new Map(stored.map((b) => [`${b.jail}\0${b.target}`, b]));
+    const wanted = new Map(stored.map((b) => [banKey(b), b]));
     for (const decisions of this.enforcedUncommitted) {
       for (const d of decisions) {
-        if (d.action === 'ban') wanted.set(`${d.jail}\0${d.target}`, { target: d.target, jail: d.jail, until: d.until });
-        else if (d.action === 'unban') wanted.delete(`${d.jail}\0${d.target}`);
+        if (d.action === 'ban') wanted.set(banKey(d), { target: d.target, jail: d.jail, until: d.until });
+        else if (d.action === 'unban') wanted.delete(banKey(d));
       }
     }
     return [...wanted.values()];

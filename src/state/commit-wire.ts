@@ -4,8 +4,8 @@ import { FailureRows, type StateChanges, type StoredEvidence } from './store.js'
 /**
  * A commit as it crosses to the writer thread. A structured clone costs per object and per field:
  * a burst's bans as Decision objects took the daemon's thread 1.75 µs a ban to post, as columns 0.9.
- * Only what the store writes travels. Failure rows a ban consumed in the same commit are left out
- * (the store would skip them): their lines travel once, as the ban's evidence.
+ * Only what the store writes travels: failure rows a ban consumed in the same commit stay behind
+ * (FailureRows.without), so their lines travel once, as the ban's evidence.
  */
 export interface WireChanges extends Omit<StateChanges, 'bans' | 'evidenceToRead' | 'failuresAdded' | 'failuresConsumed'> {
   failuresAdded?: FailureRows;
@@ -30,7 +30,7 @@ export interface WireBans {
 export function toWire(changes: StateChanges): WireChanges {
   const { bans, evidenceToRead, failuresAdded, failuresConsumed, ...rest } = changes;
   const wire: WireChanges = rest;
-  if (failuresAdded !== undefined) wire.failuresAdded = failuresConsumed?.length ? withoutConsumed(failuresAdded, failuresConsumed) : failuresAdded;
+  if (failuresAdded !== undefined) wire.failuresAdded = failuresAdded.without(failuresConsumed ?? []);
   if (bans?.length) {
     const columns: WireBans = { targets: [], jails: [], times: [], untils: [], reasons: [], origins: [], evidence: [], evidenceEnds: [] };
     for (const b of bans) {
@@ -81,15 +81,4 @@ export function fromWire(wire: WireChanges): StateChanges {
     }
   }
   return changes;
-}
-
-/** The rows not consumed by a ban of the same commit. */
-function withoutConsumed(rows: FailureRows, consumed: readonly number[]): FailureRows {
-  const gone = new Set(consumed);
-  const kept = new FailureRows();
-  for (let r = 0; r < rows.length; r++) {
-    const id = rows.ids[r]!;
-    if (!gone.has(id)) kept.push(id, rows.jails[r]!, rows.addresses[r]!, rows.times[r]!, rows.lines[r]!);
-  }
-  return kept;
 }

@@ -175,6 +175,21 @@ export class FailureRows {
     return this.ids.length;
   }
 
+  /**
+   * The rows not consumed by a ban of the same commit: written, they would only be deleted again (in a
+   * flood nearly all of them are). Sent to the writer thread, their lines would travel twice.
+   */
+  without(consumed: readonly number[]): FailureRows {
+    if (consumed.length === 0) return this;
+    const gone = new Set(consumed);
+    const kept = new FailureRows();
+    for (let r = 0; r < this.ids.length; r++) {
+      const id = this.ids[r]!;
+      if (!gone.has(id)) kept.push(id, this.jails[r]!, this.addresses[r]!, this.times[r]!, this.lines[r]!);
+    }
+    return kept;
+  }
+
   push(id: number, jail: string, address: string, time: number, line: string): void {
     this.ids.push(id);
     this.jails.push(jail);
@@ -368,7 +383,7 @@ export class Store {
 
   private apply(changes: StateChanges, now: number): void {
     const s = this.stmts;
-    this.addFailures(changes.failuresAdded ?? EMPTY_ROWS, changes.failuresConsumed ?? []);
+    this.addFailures((changes.failuresAdded ?? EMPTY_ROWS).without(changes.failuresConsumed ?? []));
     for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
     for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
     if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
@@ -388,17 +403,11 @@ export class Store {
     if (changes.pruneBefore !== undefined) this.pruneFailures(changes.pruneBefore);
   }
 
-  /**
-   * Inserts the failures that outlive this commit: one consumed in the same commit (its address
-   * banned a moment later, in a flood nearly all of them) would only be written and deleted again.
-   * Many rows per statement, because at flood rates the per-statement cost dominates.
-   */
-  private addFailures(added: FailureRows, consumed: readonly number[]): void {
-    const gone = new Set(consumed);
+  /** Inserts failure rows, many per statement: at flood rates the per-statement cost dominates. */
+  private addFailures(added: FailureRows): void {
     const { ids, jails, addresses, times, lines } = added;
     const params: Array<string | number> = [];
     for (let r = 0; r < ids.length; r++) {
-      if (gone.has(ids[r]!)) continue;
       params.push(ids[r]!, jails[r]!, addresses[r]!, times[r]!, lines[r]!);
       if (params.length === 5 * FAILURES_PER_INSERT) {
         this.stmts.addFailures.run(params);
