@@ -73,8 +73,8 @@ async function child(mode: ChildMode): Promise<ChildResult> {
   });
   const commit = (): void => {
     const out = pipeline.take();
-    writer?.commit(stateChangesOf(out), (error) => {
-      if (error !== null) throw new Error(error);
+    writer?.commit(stateChangesOf(out), (failure) => {
+      if (failure !== null) throw new Error(failure.message);
     });
   };
   pipeline.addRoute('bench', ['sshd']);

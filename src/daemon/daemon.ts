@@ -11,7 +11,8 @@ import { createEnforcers } from '../enforcers/index.js';
 import { Fleet, type FleetStatus } from '../fleet/fleet.js';
 import type { Checkpoint, Source, SourceBatch, SourceStatus } from '../sources/source.js';
 import { Store, type BanRecord, type StateChanges } from '../state/store.js';
-import { createStateWriter, type StateWriter } from '../state/store-writer.js';
+import { createStateWriter } from '../state/store-writer.js';
+import type { RetryingWriter } from '../state/retrying-writer.js';
 import { EnforcementQueue, type EnforcerHealth } from './enforcement.js';
 import { Pipeline, stateChangesOf, type DefenceExplanation, type DefenceStatus } from './pipeline.js';
 import { buildSources, type RoutedSource } from './sources.js';
@@ -124,7 +125,7 @@ export class Daemon {
   readonly events = new EventEmitter<DaemonEvents>();
   readonly store: Store;
   /** Where batches are committed: here, or on a writer thread while a source has a backlog (its SQLite work then runs beside the pipeline). */
-  private readonly writer: StateWriter;
+  private readonly writer: RetryingWriter;
   readonly pipeline: Pipeline;
   private readonly queue: EnforcementQueue;
   private readonly sources: RoutedSource[];
@@ -202,8 +203,8 @@ export class Daemon {
     }
     this.timers.push(setInterval(() => this.tick(), 1000));
     this.timers.push(setInterval(() => void this.queue.reconcileAll(), this.options.reconcileInterval ?? 5000));
-    this.timers.push(setInterval(() => this.writer.commit({ pruneBefore: Date.now() - keepFailures }, (error) => {
-      if (error !== null) log.error(error);
+    this.timers.push(setInterval(() => this.writer.commit({ pruneBefore: Date.now() - keepFailures }, (failure) => {
+      if (failure !== null) log.error(failure.message);
     }), 3_600_000));
     this.fleet?.start();
     this.running = true;
@@ -259,16 +260,15 @@ export class Daemon {
     } else if (out.decisions.length > 0) {
       this.enforcedAfterCommit++;
     }
-    this.writer.commit(changes, (error) => {
+    this.writer.commit(changes, (failure) => {
       this.linesCommitted = taken;
-      if (error === null) {
-        if (this.lastCommitError) this.options.log.info('state database writable again');
+      if (failure === null) {
         this.lastCommitError = null;
       } else {
-        // Enforced anyway: protecting the host matters more than the record; the position is not advanced,
-        // so after a restart these lines are read again.
-        this.lastCommitError = error;
-        this.options.log.error(error);
+        // Enforced anyway: protecting the host matters more than the record. The writer keeps the batch
+        // (positions included) and commits it again ahead of the next one; drift checks count its bans.
+        this.lastCommitError = failure.message;
+        this.options.log.error(failure.message);
       }
       if (early) {
         this.enforcedUncommitted.delete(out.decisions);
@@ -328,12 +328,24 @@ export class Daemon {
     }
   }
 
-  /** What the firewall should hold: the database's bans in force, and a backlog's decisions enforced before their commit is done. */
+  /**
+   * What the firewall should hold: the database's bans in force, the decisions of batches the database
+   * could not take yet (a full disk), and a backlog's decisions enforced before their commit is done.
+   */
   private wantedBans(): BanEntry[] {
-    const stored = this.store.bansInForce(Date.now());
-    if (this.enforcedUncommitted.size === 0) return stored;
-    // A drift check must not take out a ban the firewall got a moment before the database, nor put back one just lifted.
+    const now = Date.now();
+    const stored = this.store.bansInForce(now);
+    const unsaved = this.writer.unsaved();
+    if (this.enforcedUncommitted.size === 0 && unsaved.length === 0) return stored;
+    // A drift check must not take out a ban the firewall got before the database, nor put back one just lifted.
     const wanted = new Map(stored.map((b) => [banKey(b), b]));
+    for (const batch of unsaved) {
+      // In the order the store applies a batch: its unbans, then its bans.
+      for (const u of batch.unbans ?? []) wanted.delete(banKey(u));
+      for (const b of batch.bans ?? []) {
+        if (b.until === null || b.until > now) wanted.set(banKey(b), { target: b.target, jail: b.jail, until: b.until });
+      }
+    }
     for (const decisions of this.enforcedUncommitted) {
       for (const d of decisions) {
         if (d.action === 'ban') wanted.set(banKey(d), { target: d.target, jail: d.jail, until: d.until });

@@ -32,9 +32,12 @@ port.on('message', (first: CommitJob | null) => {
 
 function commit(wireJobs: CommitJob[]): void {
   const jobs = wireJobs.map(({ seq, changes, now }) => ({ seq, changes: fromWire(changes), now }));
-  const errors = store.commitGroup(jobs);
+  const failures = store.commitGroup(jobs);
   jobs.forEach(({ seq, changes }, i) => {
-    const reply: CommitReply = { seq, error: errors[i]!, evidence: changes.evidenceToRead?.map((e) => e.lines) ?? null };
+    const failure = failures[i]!;
+    const reply: CommitReply = failure === null
+      ? { seq, failure, evidence: changes.evidenceToRead?.map((e) => e.lines) ?? null }
+      : { seq, failure, evidence: null, failuresAdded: failure.transient ? changes.failuresAdded : undefined };
     replies.postMessage(reply);
   });
   Atomics.store(doneSeq, 0, jobs[jobs.length - 1]!.seq);

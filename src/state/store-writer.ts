@@ -3,10 +3,16 @@ import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } f
 import type { Logger } from '../core/log.js';
 import { startWorker } from '../core/worker.js';
 import { toWire, type WireChanges } from './commit-wire.js';
-import type { StateChanges, Store } from './store.js';
+import { RetryingWriter } from './retrying-writer.js';
+import { FailureRows, StateWriteError, isEmptyChanges, type CommitFailure, type StateChanges, type Store } from './store.js';
 
-/** Called once a commit is on disk (`error` null) or failed (the message says why and what to do). */
-export type CommitDone = (error: string | null) => void;
+/** A commit that failed: why, and the batch as handed in (with its failure rows), to commit again if the failure is transient. */
+export interface FailedCommit extends CommitFailure {
+  changes: StateChanges;
+}
+
+/** Called once a commit is on disk (`failure` null) or failed (its message says why and what to do). */
+export type CommitDone = (failure: FailedCommit | null) => void;
 
 /**
  * Where the daemon's commits go. Commits are applied in the order handed in, and each `done` runs on
@@ -40,12 +46,13 @@ export class InlineWriter implements StateWriter {
   async close(): Promise<void> {}
 }
 
-export function commitOrError(store: Store, changes: StateChanges, now: number): string | null {
+export function commitOrError(store: Store, changes: StateChanges, now: number): FailedCommit | null {
   try {
     store.commit(changes, now);
     return null;
   } catch (e) {
-    return (e as Error).message;
+    if (!(e instanceof StateWriteError)) throw e;
+    return { ...e.failure(), changes };
   }
 }
 
@@ -59,9 +66,11 @@ export interface CommitJob {
 /** The writer thread's answer, posted before it counts the commit as done. */
 export interface CommitReply {
   seq: number;
-  error: string | null;
-  /** The filled-in evidence of `changes.evidenceToRead`, in order. */
+  failure: CommitFailure | null;
+  /** The filled-in evidence of `changes.evidenceToRead`, in order, once committed. */
   evidence: string[][] | null;
+  /** A transient failure's failure rows, given back: this thread let go of them when it posted the batch. */
+  failuresAdded?: FailureRows;
 }
 
 export interface WriterThreadData {
@@ -121,7 +130,7 @@ export class ThreadWriter implements StateWriter {
       return;
     }
     if (this.pending.length === 0) {
-      if (isEmpty(changes)) {
+      if (isEmptyChanges(changes)) {
         done(null);
         return;
       }
@@ -198,7 +207,12 @@ export class ThreadWriter implements StateWriter {
     if (reply.evidence !== null) {
       for (let i = 0; i < pendingEvidence.length; i++) pendingEvidence[i]!.lines.splice(0, Infinity, ...reply.evidence[i]!);
     }
-    head.done(reply.error);
+    if (reply.failure === null) {
+      head.done(null);
+    } else {
+      const failuresAdded = reply.failuresAdded && Object.setPrototypeOf(reply.failuresAdded, FailureRows.prototype) as FailureRows;
+      head.done({ ...reply.failure, changes: { ...head.changes, failuresAdded } });
+    }
     if (this.pending.length === 0) this.becameIdle();
   }
 
@@ -227,10 +241,6 @@ export class ThreadWriter implements StateWriter {
   }
 }
 
-function isEmpty(c: StateChanges): boolean {
-  return !c.checkpoints?.length && !c.failuresAdded?.length && !c.failuresConsumed?.length && !c.failuresCleared?.length
-    && !c.bans?.length && !c.unbans?.length && c.pruneBefore === undefined;
-}
 
 /** How long the writer thread may stay idle after a backlog before it is stopped (its memory given back). */
 const THREAD_IDLE_MS = 30_000;
@@ -293,7 +303,10 @@ export class AdaptiveWriter implements StateWriter {
   }
 }
 
-/** The writer for `store`: adaptive, unless the store lives in this thread's memory (no other thread can open it). */
-export function createStateWriter(store: Store, log: Logger): StateWriter {
-  return store.path === ':memory:' ? new InlineWriter(store) : new AdaptiveWriter(store, log);
+/**
+ * The writer for `store`: adaptive, unless the store lives in this thread's memory (no other thread can
+ * open it); either way batches that fail on a full disk are kept and committed again.
+ */
+export function createStateWriter(store: Store, log: Logger): RetryingWriter {
+  return new RetryingWriter(store.path === ':memory:' ? new InlineWriter(store) : new AdaptiveWriter(store, log), log);
 }

@@ -202,6 +202,47 @@ export class FailureRows {
 const EMPTY_ROWS = new FailureRows();
 
 /**
+ * Per ban evidence array with placeholders (StoredEvidence.lines): its filled-in lines. The caller's
+ * arrays get them only once the commit is done, so a batch that failed can be committed again as it was.
+ */
+type FilledEvidence = Map<string[], string[]>;
+const NO_EVIDENCE: FilledEvidence = new Map();
+
+function fillIn(filled: FilledEvidence): void {
+  for (const [lines, full] of filled) lines.splice(0, lines.length, ...full);
+}
+
+/** Why a commit failed, as it crosses threads. */
+export interface CommitFailure {
+  message: string;
+  /** The disk or its permissions, which the admin can fix while the daemon runs: the batch is worth committing again. */
+  transient: boolean;
+}
+
+/** SQLite's result codes for a disk that is full, failing, read-only or busy: not the batch's fault. */
+const TRANSIENT_CODES = /^SQLITE_(FULL|IOERR|READONLY|CANTOPEN|BUSY|LOCKED|PROTOCOL|NOLFS)/;
+
+/** A batch could not be committed; nothing of it was written. */
+export class StateWriteError extends PortcullisError {
+  override name = 'StateWriteError';
+  readonly transient: boolean;
+
+  constructor(path: string, cause: unknown) {
+    const code = (cause as { code?: unknown }).code;
+    const transient = typeof code === 'string' && TRANSIENT_CODES.test(code);
+    const fix = transient ? 'free disk space or fix permissions: Portcullis keeps the batch and commits it again with the next one'
+      : typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? 'the file is damaged: stop Portcullis and move it aside (a new one is made at start, without the old bans and history); the batch is dropped'
+        : 'the batch is dropped (please report this message)';
+    super(`cannot write to the state database ${path}: ${(cause as Error).message}; nothing from this batch was saved — ${fix}`);
+    this.transient = transient;
+  }
+
+  failure(): CommitFailure {
+    return { message: this.message, transient: this.transient };
+  }
+}
+
+/**
  * A ban's evidence lines that are in the failure log: `lines` (the ban's evidence array) starts with
  * one placeholder per id; the commit replaces them with the stored lines, before the ban row is
  * written, and leaves out lines pruned meanwhile.
@@ -232,6 +273,12 @@ export interface StateChanges {
 }
 
 
+/** A batch that changes nothing: not worth a transaction, nor keeping. */
+export function isEmptyChanges(c: StateChanges): boolean {
+  return !c.checkpoints?.length && !c.failuresAdded?.length && !c.failuresConsumed?.length && !c.failuresCleared?.length
+    && !c.bans?.length && !c.unbans?.length && c.pruneBefore === undefined;
+}
+
 interface BanRow {
   id: number; target: string; jail: string; created: number; until: number | null; reason: string;
   origin: string; evidence: string; active: number; lifted_at: number | null; lift_reason: string | null;
@@ -242,7 +289,7 @@ export class Store {
   private readonly db: Database.Database;
   private readonly stmts;
   /** One batch's effects, in a transaction (a savepoint inside another: commitGroup). Made once, run per batch. */
-  private readonly applyInTransaction: (changes: StateChanges, now: number) => void;
+  private readonly applyInTransaction: (changes: StateChanges, now: number) => FilledEvidence;
 
   private constructor(path: string, db: Database.Database) {
     this.path = path;
@@ -288,7 +335,7 @@ export class Store {
       outboxRemove: db.prepare('DELETE FROM fleet_outbox WHERE id <= ?'),
       outboxSize: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM fleet_outbox'),
     };
-    this.applyInTransaction = db.transaction((changes: StateChanges, now: number) => this.apply(changes, now));
+    this.applyInTransaction = db.transaction((changes: StateChanges, now: number): FilledEvidence => this.apply(changes, now));
   }
 
   /** Opens (creating if needed) `state.db` under `dir` and migrates it to the current schema. */
@@ -343,13 +390,15 @@ export class Store {
     return this.stmts.getPosition.get(key)?.value;
   }
 
-  /** Commits a batch's effects in one transaction. Throws PortcullisError (e.g. disk full) with nothing half-written. */
+  /** Commits a batch's effects in one transaction. Throws StateWriteError (e.g. disk full) with nothing half-written. */
   commit(changes: StateChanges, now: number = Date.now()): void {
+    let filled: FilledEvidence;
     try {
-      this.applyInTransaction(changes, now);
+      filled = this.applyInTransaction(changes, now);
     } catch (e) {
-      throw this.writeError(e);
+      throw new StateWriteError(this.path, e);
     }
+    fillIn(filled);
   }
 
   /**
@@ -358,37 +407,36 @@ export class Store {
    * the error. A writer that has fallen behind catches up this way: the index pages a flood's bans
    * dirty are written once per group, not once per batch.
    */
-  commitGroup(batches: ReadonlyArray<{ changes: StateChanges; now: number }>): Array<string | null> {
-    const errors: Array<string | null> = batches.map(() => null);
+  commitGroup(batches: ReadonlyArray<{ changes: StateChanges; now: number }>): Array<CommitFailure | null> {
+    const errors: Array<CommitFailure | null> = batches.map(() => null);
+    const filled: FilledEvidence[] = [];
     try {
       this.db.transaction(() => {
         batches.forEach((b, i) => {
           try {
-            this.applyInTransaction(b.changes, b.now);
+            filled.push(this.applyInTransaction(b.changes, b.now));
           } catch (e) {
-            errors[i] = this.writeError(e).message;
+            errors[i] = new StateWriteError(this.path, e).failure();
           }
         });
       })();
     } catch (e) {
-      const message = this.writeError(e).message;
-      return batches.map(() => message);
+      const failure = new StateWriteError(this.path, e).failure();
+      return batches.map(() => failure);
     }
+    for (const f of filled) fillIn(f);
     return errors;
   }
 
-  private writeError(e: unknown): PortcullisError {
-    return new PortcullisError(`cannot write to the state database ${this.path}: ${(e as Error).message}; nothing from this batch was saved — free disk space or fix permissions, Portcullis retries`);
-  }
-
-  private apply(changes: StateChanges, now: number): void {
+  private apply(changes: StateChanges, now: number): FilledEvidence {
     const s = this.stmts;
     this.addFailures((changes.failuresAdded ?? EMPTY_ROWS).without(changes.failuresConsumed ?? []));
     for (const c of changes.failuresCleared ?? []) s.clearFailures.run(c.jail, c.address, c.before);
     for (const u of changes.unbans ?? []) s.closeBan.run(u.time, u.reason, u.jail, u.target);
-    if (changes.evidenceToRead?.length) this.fillEvidence(changes.evidenceToRead);
+    const filled = changes.evidenceToRead?.length ? this.readEvidence(changes.evidenceToRead) : NO_EVIDENCE;
     for (const b of changes.bans ?? []) {
-      const row = [b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(b.evidence ?? [])];
+      const evidence = (b.evidence && filled.get(b.evidence)) ?? b.evidence ?? [];
+      const row = [b.target, b.jail, b.time, b.until, b.reason, b.origin, JSON.stringify(evidence)];
       try {
         s.addBan.run(row);
       } catch (e) {
@@ -401,6 +449,7 @@ export class Store {
     }
     for (const c of changes.checkpoints ?? []) s.setPosition.run(c.key, c.value, now);
     if (changes.pruneBefore !== undefined) this.pruneFailures(changes.pruneBefore);
+    return filled;
   }
 
   /** Inserts failure rows, many per statement: at flood rates the per-statement cost dominates. */
@@ -417,12 +466,15 @@ export class Store {
     for (let p = 0; p < params.length; p += 5) this.stmts.addFailure.run(params.slice(p, p + 5));
   }
 
-  private fillEvidence(pending: readonly StoredEvidence[]): void {
+  /** Each ban's evidence with its placeholders replaced by the stored lines; lines pruned meanwhile are left out. */
+  private readEvidence(pending: readonly StoredEvidence[]): FilledEvidence {
     const found = this.failureLines(pending.flatMap((p) => p.ids));
+    const filled: FilledEvidence = new Map();
     for (const { lines, ids } of pending) {
-      // Lines pruned meanwhile are left out; the batch's own lines follow the stored ones.
-      lines.splice(0, ids.length, ...ids.flatMap((id) => found.get(id) ?? []));
+      // The batch's own lines follow the stored ones.
+      filled.set(lines, [...ids.flatMap((id) => found.get(id) ?? []), ...lines.slice(ids.length)]);
     }
+    return filled;
   }
 
   /** Every active ban with its evidence, oldest first: for tests and small stores (the daemon asks narrower questions). */

@@ -6,7 +6,8 @@ import type { Logger } from '../../src/core/log.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import type { EnforcementQueue } from '../../src/daemon/enforcement.js';
 import type { BanEntry } from '../../src/enforcers/enforcer.js';
-import { commitOrError, type StateWriter } from '../../src/state/store-writer.js';
+import { commitOrError } from '../../src/state/store-writer.js';
+import type { RetryingWriter } from '../../src/state/retrying-writer.js';
 import type { LogLine } from '../../src/core/types.js';
 import type { SourceBatch } from '../../src/sources/source.js';
 import { EnvelopeParser } from '../../src/sources/envelope.js';
@@ -26,7 +27,7 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
   const daemon = new Daemon(config, { log: quiet, dryRun: true, reconcileInterval: 3_600_000 });
   await daemon.start();
   const internals = daemon as unknown as {
-    writer: StateWriter; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void;
+    writer: Pick<RetryingWriter, 'mode' | 'unsaved' | 'commit' | 'flush' | 'idle' | 'close'>; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void;
     onBatch(batch: SourceBatch, routed: { source: { id: string }; jailsFor: (s: string) => string[] }): void; tick(): void;
   };
   // What a backlog's commit carries: decisions made from lines still being caught up with.
@@ -50,6 +51,7 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
   const real = internals.writer;
   internals.writer = {
     mode: 'inline',
+    unsaved: () => [],
     commit: (changes, done) => void held.push(() => done(commitOrError(daemon.store, changes, Date.now()))),
     flush: () => { for (const release of held.splice(0)) release(); },
     idle: async () => {},

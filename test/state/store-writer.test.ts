@@ -75,9 +75,9 @@ test('flush blocks until every commit is done; more than 16 waiting make commit 
 
 test('a batch that fails is reported with its error; the batches around it are committed', withStore(async (store, writer) => {
   const results: Array<string | null> = [];
-  writer.commit({ failuresAdded: failures(1, 5) }, (e) => results.push(e));
-  writer.commit({ failuresAdded: failures(3, 5) }, (e) => results.push(e)); // ids 3..7: 3 to 5 exist
-  writer.commit({ failuresAdded: failures(6, 5) }, (e) => results.push(e));
+  writer.commit({ failuresAdded: failures(1, 5) }, (e) => results.push(e?.message ?? null));
+  writer.commit({ failuresAdded: failures(3, 5) }, (e) => results.push(e?.message ?? null)); // ids 3..7: 3 to 5 exist
+  writer.commit({ failuresAdded: failures(6, 5) }, (e) => results.push(e?.message ?? null));
   writer.flush();
   assert.equal(results[0], null);
   assert.match(results[1]!, /cannot write to the state database .*state\.db: UNIQUE constraint failed.*nothing from this batch was saved/);
@@ -89,9 +89,9 @@ test('if the writer thread dies, what it had not finished and everything later i
   const worker = (writer as unknown as { worker: Worker }).worker;
   await worker.terminate();
   const results: Array<string | null> = [];
-  writer.commit({ failuresAdded: failures(1, 5) }, (e) => results.push(e));
+  writer.commit({ failuresAdded: failures(1, 5) }, (e) => results.push(e?.message ?? null));
   await writer.idle();
-  writer.commit({ failuresAdded: failures(6, 5) }, (e) => results.push(e));
+  writer.commit({ failuresAdded: failures(6, 5) }, (e) => results.push(e?.message ?? null));
   await writer.idle();
   assert.deepEqual(results, [null, null]);
   assert.equal(store.failuresSince(0).length, 10);
