@@ -404,19 +404,26 @@ export class Store {
   /**
    * Commits several batches, in order, in one transaction, each in a savepoint of its own: a batch
    * that fails is left out with its error, and if the transaction fails (disk full) every batch gets
-   * the error. A writer that has fallen behind catches up this way: the index pages a flood's bans
-   * dirty are written once per group, not once per batch.
+   * the error. A batch that fails for a transient reason (disk full) takes the batches after it with it,
+   * so that they are kept and committed again in order. A writer that has fallen behind catches up this
+   * way: the index pages a flood's bans dirty are written once per group, not once per batch.
    */
   commitGroup(batches: ReadonlyArray<{ changes: StateChanges; now: number }>): Array<CommitFailure | null> {
     const errors: Array<CommitFailure | null> = batches.map(() => null);
     const filled: FilledEvidence[] = [];
     try {
       this.db.transaction(() => {
+        let transient: CommitFailure | null = null;
         batches.forEach((b, i) => {
+          if (transient !== null) {
+            errors[i] = transient;
+            return;
+          }
           try {
             filled.push(this.applyInTransaction(b.changes, b.now));
           } catch (e) {
             errors[i] = new StateWriteError(this.path, e).failure();
+            if (errors[i]!.transient) transient = errors[i]!;
           }
         });
       })();

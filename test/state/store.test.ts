@@ -213,3 +213,25 @@ test('a ban of a target still banned in the jail replaces it, in one commit and 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('in a group, a batch failing for a transient reason (disk full) takes the later ones with it, so that order is kept on the retry', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pc-store-'));
+  const s = Store.open(dir);
+  try {
+    // SQLite reports a full disk where it must write: here while the second batch is applied.
+    const full = { get unbans(): never { throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' }); } };
+    const failures = s.commitGroup([
+      { changes: { bans: [ban('192.0.2.1', 1000, 60_000)] }, now: 1000 },
+      { changes: full, now: 2000 },
+      { changes: { bans: [ban('192.0.2.3', 3000, 60_000)] }, now: 3000 },
+    ]);
+    assert.equal(failures[0], null);
+    assert.match(failures[1]!.message, /disk is full; nothing from this batch was saved — free disk space or fix permissions: Portcullis keeps the batch/);
+    assert.equal(failures[1]!.transient, true);
+    assert.deepEqual(failures[2], failures[1]);
+    assert.deepEqual(s.activeBans().map((b) => b.target), ['192.0.2.1']);
+  } finally {
+    s.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
