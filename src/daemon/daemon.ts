@@ -267,8 +267,9 @@ export class Daemon {
       } else {
         // Enforced anyway: protecting the host matters more than the record. The writer keeps the batch
         // (positions included) and commits it again ahead of the next one; drift checks count its bans.
+        // Once per spell: on a full disk every commit fails the same way until space is freed.
+        if (failure.message !== this.lastCommitError) this.options.log.error(failure.message);
         this.lastCommitError = failure.message;
-        this.options.log.error(failure.message);
       }
       if (early) {
         this.enforcedUncommitted.delete(out.decisions);

@@ -1,6 +1,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { fromWire } from './commit-wire.js';
 import { Store } from './store.js';
+import type { CommitFailure } from './store.js';
 import type { CommitJob, CommitReply, WriterThreadData } from './store-writer.js';
 
 /**
@@ -30,9 +31,20 @@ port.on('message', (first: CommitJob | null) => {
   }
 });
 
+/** The last transient failure: commits handed in before the daemon's thread heard of it are not tried (CommitJob.failuresHeard). */
+let lastFailure: { failure: CommitFailure; heard: number } | null = null;
+/** Transient failures this thread reported. */
+let failuresReported = 0;
+
 function commit(wireJobs: CommitJob[]): void {
   const jobs = wireJobs.map(({ seq, changes, now }) => ({ seq, changes: fromWire(changes), now }));
-  const failures = store.commitGroup(jobs);
+  // Those handed in before the daemon's thread heard of the last failure come first (seqs are in order).
+  const untried = lastFailure === null ? 0 : wireJobs.filter((j) => j.failuresHeard < lastFailure!.heard).length;
+  const tried = store.commitGroup(jobs.slice(untried));
+  const failures = [...jobs.slice(0, untried).map(() => lastFailure!.failure), ...tried];
+  for (const f of failures) {
+    if (f?.transient) lastFailure = { failure: f, heard: ++failuresReported };
+  }
   jobs.forEach(({ seq, changes }, i) => {
     const failure = failures[i]!;
     const reply: CommitReply = failure === null

@@ -61,6 +61,12 @@ export interface CommitJob {
   seq: number;
   changes: WireChanges;
   now: number;
+  /**
+   * Transient failures the caller had heard of when it handed the commit in. The thread does not try
+   * a commit handed in before the caller heard of the last one it failed: that commit would land
+   * ahead of the failed one, and its positions past the failed one's lines.
+   */
+  failuresHeard: number;
 }
 
 /** The writer thread's answer, posted before it counts the commit as done. */
@@ -106,6 +112,7 @@ export class ThreadWriter implements StateWriter {
   private readonly doneSeq: Int32Array;
   private readonly pending: Array<{ seq: number; changes: StateChanges; done: CommitDone }> = [];
   private seq = 0;
+  private failuresHeard = 0;
   private idleWaiters: Array<() => void> = [];
   private closing = false;
 
@@ -137,7 +144,7 @@ export class ThreadWriter implements StateWriter {
       this.worker.ref();
     }
     const seq = ++this.seq | 0;
-    const job: CommitJob = { seq, changes: toWire(changes), now: Date.now() };
+    const job: CommitJob = { seq, changes: toWire(changes), now: Date.now(), failuresHeard: this.failuresHeard };
     this.worker.postMessage(job);
     // The failure rows (most of a batch) are the thread's now: held here until the answer, their
     // lines outlived the young generation and cost this thread full collections.
@@ -210,6 +217,7 @@ export class ThreadWriter implements StateWriter {
     if (reply.failure === null) {
       head.done(null);
     } else {
+      if (reply.failure.transient) this.failuresHeard++;
       const failuresAdded = reply.failuresAdded && Object.setPrototypeOf(reply.failuresAdded, FailureRows.prototype) as FailureRows;
       head.done({ ...reply.failure, changes: { ...head.changes, failuresAdded } });
     }

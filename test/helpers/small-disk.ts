@@ -4,7 +4,7 @@
  * process exit if a test failed before.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,8 +13,8 @@ export interface SmallDisk {
   dir: string;
   /** Writes a filler file until the filesystem has no space left. */
   fill(): void;
-  /** Deletes the filler file. */
-  free(): void;
+  /** Deletes the filler file, or gives back `kiB` of it. */
+  free(kiB?: number): void;
   remove(): void;
 }
 
@@ -47,8 +47,9 @@ export function mountSmallDisk(sizeKiB = 4096, at?: string): SmallDisk {
         closeSync(fd);
       }
     },
-    free() {
-      rmSync(filler, { force: true });
+    free(kiB) {
+      if (kiB === undefined) rmSync(filler, { force: true });
+      else truncateSync(filler, Math.max(0, statSync(filler).size - kiB * 1024));
     },
     remove,
   };

@@ -4,7 +4,7 @@ import type { Decision } from '../../src/core/types.js';
 import { createLogger } from '../../src/core/log.js';
 import { FailureRows, Store, type StateChanges } from '../../src/state/store.js';
 import { RetryingWriter } from '../../src/state/retrying-writer.js';
-import { createStateWriter, type CommitDone, type StateWriter } from '../../src/state/store-writer.js';
+import { ThreadWriter, createStateWriter, type CommitDone, type StateWriter } from '../../src/state/store-writer.js';
 import { mountSmallDisk } from '../helpers/small-disk.js';
 
 /** Batches that fail on a full disk are kept and committed again, in order, without moving a position back. */
@@ -144,3 +144,44 @@ for (const busy of [false, true]) {
     }
   });
 }
+
+test('on a disk with a little space: a batch handed to the writer thread before the failure of the one ahead of it was heard of is not tried', async () => {
+  const disk = mountSmallDisk();
+  const store = Store.open(disk.dir);
+  const quiet = createLogger({ write: () => {}, timestamps: false });
+  const thread = new ThreadWriter(store, quiet);
+  const writer = new RetryingWriter(thread, quiet);
+  try {
+    const outcomes: Array<string | null> = [];
+    const done: CommitDone = (f) => outcomes.push(f === null ? null : f.transient ? 'kept' : f.message);
+    writer.commit({ failuresAdded: failures(1, 1), checkpoints: [{ key: 'auth', value: 'start' }] }, done);
+    writer.flush();
+    // Room for a small commit, not for a large one.
+    disk.fill();
+    disk.free(64);
+    const big = FailureRows.of(Array.from({ length: 3000 }, (_, i) => ({ id: 100 + i, jail: 'sshd', address: '192.0.2.1', time: 2000 + i, line: 'x'.repeat(200) })));
+    writer.commit({ failuresAdded: big, checkpoints: [{ key: 'auth', value: 'a' }] }, done);
+    // The thread has failed it, and this thread has not heard yet: the next one goes in now.
+    const doneSeq = (thread as unknown as { doneSeq: Int32Array }).doneSeq;
+    const until = Date.now() + 10_000;
+    while (Atomics.load(doneSeq, 0) < 2 && Date.now() < until) Atomics.wait(doneSeq, 0, 1, 100);
+    assert.equal(Atomics.load(doneSeq, 0), 2);
+    writer.commit({ failuresAdded: failures(5000, 1), checkpoints: [{ key: 'auth', value: 'b' }] }, done);
+    writer.flush();
+    assert.deepEqual(outcomes, [null, 'kept', 'kept']);
+    assert.equal(store.getPosition('auth'), 'start', 'no position past the lines of the batch that failed');
+
+    disk.free();
+    writer.commit({}, done);
+    writer.flush();
+    writer.commit({}, done);
+    writer.flush();
+    assert.deepEqual(writer.unsaved(), []);
+    assert.equal(store.getPosition('auth'), 'b');
+    assert.equal(store.failuresSince(0).length, 3002);
+  } finally {
+    await writer.close();
+    store.close();
+    disk.remove();
+  }
+});
