@@ -20,6 +20,18 @@ const HEALTH_MAX = 100;
 const OFFENDERS_MAX = 50_000;
 const LINE_MAX = 1000;
 
+/** Adds `n` to the minutes from `from` to `to` (ms), in whole counts, in proportion to the time each covers. */
+function spread(r: MinuteRing, from: number, to: number, n: number): void {
+  const start = Math.max(from, to - DAY_MINUTES * MINUTE);
+  let given = 0;
+  for (let t = start; t < to; t = (Math.floor(t / MINUTE) + 1) * MINUTE) {
+    const end = Math.min(to, (Math.floor(t / MINUTE) + 1) * MINUTE);
+    const upTo = end === to ? n : Math.round((n * (end - from)) / (to - from));
+    if (upTo > given) r.add(t, upTo - given);
+    given = Math.max(given, upTo);
+  }
+}
+
 /** Per-minute counts for the last day, in a ring indexed by minute number. */
 class MinuteRing {
   private readonly counts = new Float64Array(DAY_MINUTES);
@@ -86,7 +98,8 @@ export class Activity {
   private readonly bans = new MinuteRing();
   private readonly unbans = new MinuteRing();
   private readonly dropped = new Map<string, MinuteRing>();
-  private lastCounters = new Map<string, number>();
+  /** Per jail: packets stopped at the last read of the counters, and when it was made. */
+  private lastCounters = new Map<string, { packets: number; at: number }>();
   // Kept as seen and formatted only when asked for: a flood costs no string building.
   private readonly recent = new SeenRing(RECENT_MAX);
   private readonly healthEvents = new SeenRing(HEALTH_MAX);
@@ -199,14 +212,17 @@ export class Activity {
 
   async sampleCounters(): Promise<void> {
     const counters = await this.daemon.enforcerCounters();
-    const now = this.now();
-    const next = new Map<string, number>();
-    for (const c of counters) next.set(c.jail, (next.get(c.jail) ?? 0) + c.packets);
-    for (const [jail, packets] of next) {
+    const next = new Map<string, { packets: number; at: number }>();
+    for (const c of counters) {
+      const sum = next.get(c.jail);
+      next.set(c.jail, { packets: (sum?.packets ?? 0) + c.packets, at: Math.max(sum?.at ?? 0, c.sampledAt) });
+    }
+    for (const [jail, now] of next) {
       const before = this.lastCounters.get(jail);
       // The first sample is the baseline; a counter that went down was reset (firewall rebuilt).
-      if (before !== undefined) ring(this.dropped, jail).add(now, packets >= before ? packets - before : packets);
-      else ring(this.dropped, jail);
+      if (before === undefined) ring(this.dropped, jail);
+      // Reads are paced (minutes apart with many bans): what was stopped in between is spread over the minutes it covers.
+      else if (now.at > before.at) spread(ring(this.dropped, jail), before.at, now.at, now.packets >= before.packets ? now.packets - before.packets : now.packets);
     }
     this.lastCounters = next;
   }

@@ -40,12 +40,27 @@ interface Slot {
   /** When the last drift check ended and how long it took (ms). */
   lastReconcileEnd: number;
   lastReconcileMs: number;
+  /** The last read of the enforcer's counters, and the read under way. */
+  counters: CounterSample | null;
+  countersReading: Promise<CounterSample | null> | null;
 }
+
+interface CounterSample {
+  counters: JailCounters[];
+  /** When the read ended (ms). */
+  at: number;
+  tookMs: number;
+}
+
+/** Counters per jail, from the enforcer's read at `sampledAt` (ms): reads are paced, so it may be minutes old. */
+export type SampledCounters = JailCounters & { enforcer: string; sampledAt: number };
 
 /**
  * Drift checks list the whole firewall: 35 s of nft CPU time for a million
  * elements. After a check that took T, the next waits at least this many T, so
- * they never take more than a small share of the machine.
+ * they never take more than a small share of the machine. Reading the counters
+ * costs as much with nft 1.0.6, which fetches every set's elements for any
+ * listing (`list counters` took 63 s at a million bans here): it is paced alike.
  */
 const RECONCILE_PAUSE_FACTOR = 20;
 /** Drift checks that take at least this long are logged. */
@@ -63,7 +78,7 @@ export class EnforcementQueue {
     private readonly log: Logger,
   ) {
     for (const a of assignments) {
-      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, reconciling: false, lastReconcileEnd: 0, lastReconcileMs: 0 };
+      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new Map(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, reconciling: false, lastReconcileEnd: 0, lastReconcileMs: 0, counters: null, countersReading: null };
       this.slots.push(slot);
       for (const j of a.jails) {
         const list = this.byJail.get(j.jail) ?? [];
@@ -200,18 +215,39 @@ export class EnforcementQueue {
     return this.slots.map((s) => ({ name: s.enforcer.name, ready: s.ready, pending: s.pending.size, applied: s.applied, errors: s.errors, lastError: s.lastError, lastErrorAt: s.lastErrorAt }));
   }
 
-  /** Traffic stopped per jail, from the enforcers that count it (nftables); a failing one is left out. */
-  async counters(): Promise<Array<JailCounters & { enforcer: string }>> {
-    const out: Array<JailCounters & { enforcer: string }> = [];
+  /**
+   * Traffic stopped per jail, from the enforcers that count it (nftables); one that never answered is
+   * left out. Callers share a read under way, and after a read that took T the last one is reused for
+   * RECONCILE_PAUSE_FACTOR × T, and while a drift check lists the firewall anyway: the dashboard asks
+   * every 15 s and Prometheus at each scrape, which at a million bans kept a core busy.
+   */
+  async counters(): Promise<SampledCounters[]> {
+    const out: SampledCounters[] = [];
     for (const s of this.slots) {
       if (!s.ready || !s.enforcer.counters) continue;
-      try {
-        for (const c of await s.enforcer.counters()) out.push({ ...c, enforcer: s.enforcer.name });
-      } catch (e) {
-        this.log.debug(`${s.enforcer.name}: cannot read counters: ${(e as Error).message}`);
-      }
+      const sample = await this.countersOf(s, s.enforcer.counters.bind(s.enforcer));
+      for (const c of sample?.counters ?? []) out.push({ ...c, enforcer: s.enforcer.name, sampledAt: sample!.at });
     }
     return out;
+  }
+
+  private countersOf(slot: Slot, read: () => Promise<JailCounters[]>): Promise<CounterSample | null> {
+    if (slot.countersReading !== null) return slot.countersReading;
+    const last = slot.counters;
+    if (last !== null && (slot.reconciling || Date.now() - last.at < last.tookMs * RECONCILE_PAUSE_FACTOR)) return Promise.resolve(last);
+    const started = Date.now();
+    const reading = read().then(
+      (counters): CounterSample => (slot.counters = { counters, at: Date.now(), tookMs: Date.now() - started }),
+      (e: Error) => {
+        this.log.debug(`${slot.enforcer.name}: cannot read counters: ${e.message}`);
+        return slot.counters;
+      },
+    );
+    slot.countersReading = reading;
+    void reading.finally(() => {
+      slot.countersReading = null;
+    });
+    return reading;
   }
 
   async stop(options: { teardown: boolean }): Promise<void> {
