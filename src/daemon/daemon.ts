@@ -139,7 +139,10 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private timers: NodeJS.Timeout[] = [];
   private readonly errors: string[] = [];
+  /** The last commit's failure for a reason other than the disk (the writer keeps and retries those, see status). */
   private lastCommitError: string | null = null;
+  /** Commit failures are logged once per spell: every commit fails the same way until the disk is freed. */
+  private lastLoggedCommitError: string | null = null;
   /** Positions of lines processed but not committed yet (a backlog's batches), one per source key. */
   private readonly uncommitted = new Map<string, Checkpoint>();
   private uncommittedLines = 0;
@@ -264,12 +267,13 @@ export class Daemon {
       this.linesCommitted = taken;
       if (failure === null) {
         this.lastCommitError = null;
+        this.lastLoggedCommitError = null;
       } else {
-        // Enforced anyway: protecting the host matters more than the record. The writer keeps the batch
-        // (positions included) and commits it again ahead of the next one; drift checks count its bans.
-        // Once per spell: on a full disk every commit fails the same way until space is freed.
-        if (failure.message !== this.lastCommitError) this.options.log.error(failure.message);
-        this.lastCommitError = failure.message;
+        // Enforced anyway: protecting the host matters more than the record. On a full disk the writer
+        // keeps the batch (positions included) and commits it again; drift checks count its bans.
+        if (failure.message !== this.lastLoggedCommitError) this.options.log.error(failure.message);
+        this.lastLoggedCommitError = failure.message;
+        if (!failure.transient) this.lastCommitError = failure.message;
       }
       if (early) {
         this.enforcedUncommitted.delete(out.decisions);
@@ -429,6 +433,8 @@ export class Daemon {
       });
     }
     const errors = [...this.errors];
+    const waiting = this.writer.failing();
+    if (waiting) errors.push(waiting);
     if (this.lastCommitError) errors.push(this.lastCommitError);
     for (const e of this.queue.health()) if (e.lastError) errors.push(`${e.name}: ${e.lastError}`);
     return {

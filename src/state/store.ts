@@ -230,7 +230,7 @@ export class StateWriteError extends PortcullisError {
   constructor(path: string, cause: unknown) {
     const code = (cause as { code?: unknown }).code;
     const transient = typeof code === 'string' && TRANSIENT_CODES.test(code);
-    const fix = transient ? 'free disk space or fix permissions: Portcullis keeps the batch and commits it again with the next one'
+    const fix = transient ? 'free disk space or fix permissions: Portcullis keeps the batch and those after it in memory and commits them again, in order, once it can'
       : typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? 'the file is damaged: stop Portcullis and move it aside (a new one is made at start, without the old bans and history); the batch is dropped'
         : 'the batch is dropped (please report this message)';
     super(`cannot write to the state database ${path}: ${(cause as Error).message}; nothing from this batch was saved — ${fix}`);

@@ -27,7 +27,7 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
   const daemon = new Daemon(config, { log: quiet, dryRun: true, reconcileInterval: 3_600_000 });
   await daemon.start();
   const internals = daemon as unknown as {
-    writer: Pick<RetryingWriter, 'mode' | 'unsaved' | 'commit' | 'flush' | 'idle' | 'close'>; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void;
+    writer: Pick<RetryingWriter, 'mode' | 'unsaved' | 'failing' | 'commit' | 'flush' | 'idle' | 'close'>; queue: EnforcementQueue; commitAndEnforce(extra: object, backlog: boolean): void;
     onBatch(batch: SourceBatch, routed: { source: { id: string }; jailsFor: (s: string) => string[] }): void; tick(): void;
   };
   // What a backlog's commit carries: decisions made from lines still being caught up with.
@@ -52,6 +52,7 @@ test('a drift check while a commit is under way keeps the firewall as decided', 
   internals.writer = {
     mode: 'inline',
     unsaved: () => [],
+    failing: () => null,
     commit: (changes, done) => void held.push(() => done(commitOrError(daemon.store, changes, Date.now()))),
     flush: () => { for (const release of held.splice(0)) release(); },
     idle: async () => {},

@@ -4,7 +4,7 @@ import type { Decision } from '../../src/core/types.js';
 import { createLogger } from '../../src/core/log.js';
 import { FailureRows, Store, type StateChanges } from '../../src/state/store.js';
 import { RetryingWriter } from '../../src/state/retrying-writer.js';
-import { ThreadWriter, createStateWriter, type CommitDone, type StateWriter } from '../../src/state/store-writer.js';
+import { AdaptiveWriter, ThreadWriter, type CommitDone, type StateWriter } from '../../src/state/store-writer.js';
 import { mountSmallDisk } from '../helpers/small-disk.js';
 
 /** Batches that fail on a full disk are kept and committed again, in order, without moving a position back. */
@@ -36,49 +36,77 @@ class HeldWriter implements StateWriter {
 const positions = (c: StateChanges): string[] => (c.checkpoints ?? []).map((p) => `${p.key}=${p.value}`);
 const targets = (w: RetryingWriter): string[] => w.unsaved().flatMap((d) => (d.bans ?? []).map((b) => b.target));
 
-test('a failed batch is handed in again ahead of the next, oldest first; no position is written back, nor past a batch kept', () => {
+test('batches behind a failed one are kept behind it untried; a round hands them in again in order; no position is written back', () => {
   const inner = new HeldWriter();
   const logged: string[] = [];
-  const writer = new RetryingWriter(inner, createLogger({ write: (l) => logged.push(l), timestamps: false }));
+  const writer = new RetryingWriter(inner, createLogger({ write: (l) => logged.push(l), timestamps: false }), { firstRetryMs: 0 });
   const outcomes: Array<string | null> = [];
   const done: CommitDone = (f) => outcomes.push(f?.message ?? null);
 
+  // B was handed in before A's failure was heard of and went through (as after the writer thread was lost).
   writer.commit({ checkpoints: [{ key: 'auth', value: '1' }], bans: [ban('192.0.2.1')] }, done);
   writer.commit({ checkpoints: [{ key: 'auth', value: '2' }, { key: 'vpn', value: '2' }], bans: [ban('192.0.2.2')] }, done);
   inner.answer('full');
-  assert.deepEqual(targets(writer), ['192.0.2.1'], 'the failed batch\'s ban is what the database lacks');
   inner.answer('ok');
+  assert.deepEqual(targets(writer), ['192.0.2.1'], 'the failed batch\'s ban is what the database lacks');
+
+  // C comes while A is kept: kept behind it, and its caller hears the failure at once. The round hands in both.
   writer.commit({ unbans: [{ jail: 'sshd', target: '192.0.2.1', time: 6000, reason: 'manual' }] }, done);
+  assert.deepEqual(outcomes, ['full', null, 'full']);
   assert.equal(inner.held.length, 2);
   assert.deepEqual(positions(inner.held[0]!.changes), [], 'auth=1 is older than auth=2, already written');
-  assert.deepEqual(inner.held[0]!.changes.bans?.map((b) => b.target), ['192.0.2.1']);
+  assert.deepEqual(inner.held.map((h) => [h.changes.bans?.length ?? 0, h.changes.unbans?.length ?? 0]), [[1, 0], [0, 1]]);
   assert.deepEqual(targets(writer), ['192.0.2.1'], 'still unsaved while handed in again');
 
-  // Both fail again: kept in their first order, and their decisions listed in it (ban, then its unban).
+  // Both fail again (the thread does not try C behind A): kept in their order, decisions listed in it.
   inner.answer('full');
   inner.answer('full');
   assert.deepEqual(writer.unsaved().map((d) => [d.bans?.length ?? 0, d.unbans?.length ?? 0]), [[1, 0], [0, 1]]);
   writer.commit({ checkpoints: [{ key: 'vpn', value: '3' }] }, done);
-  assert.deepEqual(inner.held.map((h) => positions(h.changes)), [[], [], []], 'vpn=3 waits until the batches before it are saved');
-  assert.deepEqual(inner.held.map((h) => [h.changes.bans?.length ?? 0, h.changes.unbans?.length ?? 0]), [[1, 0], [0, 1], [0, 0]]);
+  assert.deepEqual(inner.held.map((h) => positions(h.changes)), [[], [], ['vpn=3']]);
+  inner.answer('ok');
   inner.answer('ok');
   assert.ok(!logged.some((l) => /writable again/.test(l)), 'not all saved yet');
   inner.answer('ok');
-  inner.answer('ok');
   assert.deepEqual(writer.unsaved(), []);
-  assert.match(logged.join('\n'), /state database writable again: the 2 batch\(es\) kept meanwhile are saved/);
+  assert.match(logged.join('\n'), /state database writable again: the 3 batch\(es\) kept meanwhile are saved$/m);
+  // Batches are handed in as they come again.
   writer.commit({ checkpoints: [{ key: 'auth', value: '4' }] }, done);
-  assert.deepEqual(positions(inner.answer('ok')), ['vpn=3', 'auth=4'], 'the positions held back go with the next batch');
-  writer.commit({}, done);
-  assert.deepEqual(positions(inner.answer('ok')), []);
-  // Each caller heard of its own batch once: the first failure, then the later ones.
-  assert.deepEqual(outcomes, ['full', null, 'full', null, null, null]);
+  assert.deepEqual(positions(inner.answer('ok')), ['auth=4']);
+  assert.deepEqual(outcomes, ['full', null, 'full', 'full', null]);
+});
+
+test('on this thread a round stops at the first batch that fails again; retries come less often while the disk stays full', () => {
+  let full = true;
+  const tried: string[] = [];
+  const inline: StateWriter = {
+    mode: 'inline',
+    commit: (changes, done) => {
+      tried.push(changes.checkpoints?.[0]?.value ?? '-');
+      done(full ? { message: 'full', transient: true, changes } : null);
+    },
+    flush: () => {}, idle: async () => {}, close: async () => {},
+  };
+  const writer = new RetryingWriter(inline, createLogger({ write: () => {}, timestamps: false }), { firstRetryMs: 50 });
+  for (const value of ['a', 'b', 'c']) writer.commit({ checkpoints: [{ key: `k${value}`, value }] }, () => {});
+  assert.deepEqual(tried, ['a'], 'b and c kept behind a, untried');
+  const start = Date.now();
+  while (Date.now() - start < 60);
+  writer.commit({}, () => {});
+  assert.deepEqual(tried, ['a', 'a'], 'the round stopped at a');
+  writer.commit({}, () => {});
+  assert.deepEqual(tried, ['a', 'a'], 'the next round waits twice as long');
+  full = false;
+  while (Date.now() - start < 170);
+  writer.commit({}, () => {});
+  assert.deepEqual(tried, ['a', 'a', 'a', 'b', 'c']);
+  assert.deepEqual(writer.unsaved(), []);
 });
 
 test('a batch that fails for a reason other than the disk is not kept; the failure rows kept are bounded, the decisions are not', () => {
   const inner = new HeldWriter();
   const logged: string[] = [];
-  const writer = new RetryingWriter(inner, createLogger({ write: (l) => logged.push(l), timestamps: false }), 10);
+  const writer = new RetryingWriter(inner, createLogger({ write: (l) => logged.push(l), timestamps: false }), { maxKeptRows: 10, firstRetryMs: 0 });
   writer.commit({ bans: [ban('192.0.2.9')] }, () => {});
   inner.answer('bug');
   assert.deepEqual(writer.unsaved(), []);
@@ -90,7 +118,7 @@ test('a batch that fails for a reason other than the disk is not kept; the failu
   assert.deepEqual(targets(writer), ['192.0.2.1', '192.0.2.2', '192.0.2.3']);
   writer.commit({}, () => {});
   const rows = inner.held.map((h) => h.changes.failuresAdded?.ids ?? []);
-  assert.deepEqual(rows, [[], [], [13, 14, 15, 16, 17, 18], []], 'the oldest rows were let go');
+  assert.deepEqual(rows, [[], [], [13, 14, 15, 16, 17, 18]], 'the oldest rows were let go');
   assert.equal(logged.filter((l) => /more than 10 failure records wait for it/.test(l)).length, 1, 'warned once');
   while (inner.held.length > 0) inner.answer('ok');
   assert.match(logged.join('\n'), /the 3 batch\(es\) kept meanwhile are saved, but for 12 failure record\(s\) let go/);
@@ -101,7 +129,8 @@ for (const busy of [false, true]) {
     const disk = mountSmallDisk();
     const store = Store.open(disk.dir);
     const logged: string[] = [];
-    const writer = createStateWriter(store, createLogger({ write: (l) => logged.push(l), timestamps: false }));
+    const log = createLogger({ write: (l) => logged.push(l), timestamps: false });
+    const writer = new RetryingWriter(new AdaptiveWriter(store, log), log, { firstRetryMs: 0 });
     try {
       const outcomes: Array<string | null> = [];
       const done: CommitDone = (f) => outcomes.push(f === null ? null : f.transient ? 'kept' : f.message);
@@ -136,7 +165,7 @@ for (const busy of [false, true]) {
       assert.deepEqual(store.failuresSince(0).map((f) => f.id), [1, 2, 3, 5, 6, 7]);
       assert.equal(store.getPosition('auth'), 'b');
       assert.equal(store.getPosition('vpn'), 'c');
-      assert.match(logged.join('\n'), /state database writable again: the 2 batch\(es\) kept meanwhile are saved/);
+      assert.match(logged.join('\n'), /state database writable again: the 3 batch\(es\) kept meanwhile are saved/);
     } finally {
       await writer.close();
       store.close();
@@ -150,7 +179,7 @@ test('on a disk with a little space: a batch handed to the writer thread before 
   const store = Store.open(disk.dir);
   const quiet = createLogger({ write: () => {}, timestamps: false });
   const thread = new ThreadWriter(store, quiet);
-  const writer = new RetryingWriter(thread, quiet);
+  const writer = new RetryingWriter(thread, quiet, { firstRetryMs: 0 });
   try {
     const outcomes: Array<string | null> = [];
     const done: CommitDone = (f) => outcomes.push(f === null ? null : f.transient ? 'kept' : f.message);
