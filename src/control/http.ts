@@ -281,7 +281,9 @@ export class HttpServer {
       const inside = store.activeBanTargets(filter).filter((b) => !b.target.includes('/') && networkContains(net, b.target));
       page = { total: inside.length, bans: store.bansById(inside.slice(offset, offset + limit).map((b) => b.id)) };
     } else {
-      page = store.activeBansPage(filter, offset, limit);
+      // The dashboard asks after every change it hears of: at a million bans the count is reused for a while.
+      const total = this.daemon.storeCounts.get(`bans matching ${JSON.stringify({ ...filter, now: 0 })}`, () => store.activeBansCount(filter));
+      page = { total, bans: store.activeBansPage(filter, offset, limit) };
     }
     res.setHeader('x-total-count', String(page.total));
     this.send(res, 200, page.bans.map((b) => {

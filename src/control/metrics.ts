@@ -74,7 +74,7 @@ export async function renderMetrics(daemon: Daemon, activity: Activity): Promise
 
   const active = new Map<string, number>();
   for (const j of jails) for (const f of ['4', '6']) active.set(`${j}\0${f}`, 0);
-  for (const { jail, family, n } of daemon.store.activeBansByFamily()) active.set(`${jail}\0${family}`, n);
+  for (const { jail, family, n } of daemon.storeCounts.get('bans by family', () => daemon.store.activeBansByFamily())) active.set(`${jail}\0${family}`, n);
   m.metric('bans_active', 'gauge', 'Bans in force, per jail and address family.', split2(active, 'jail', 'family'));
   m.metric('failing_addresses', 'gauge', 'Addresses with failures counted but not (yet) banned, per jail.', status.jails.map((j): Sample => [{ jail: j.name }, j.failing]));
   m.metric('siege', 'gauge', 'Whether the jail is in siege mode (1) or not (0).', jails.map((j): Sample => [{ jail: j }, 0]));

@@ -543,8 +543,13 @@ export class Store {
    * A page of the active bans in force that `filter` wants, newest first, and how many it wants in all.
    * SQLite filters, counts and pages: a million bans never become records here.
    */
-  activeBansPage(filter: BanFilter, offset: number, limit: number): { total: number; bans: BanRecord[] } {
-    return { total: this.stmts.filteredCount.get(filter) ?? 0, bans: this.stmts.filteredPage.all({ ...filter, offset, limit }).map(toRecord) };
+  activeBansPage(filter: BanFilter, offset: number, limit: number): BanRecord[] {
+    return this.stmts.filteredPage.all({ ...filter, offset, limit }).map(toRecord);
+  }
+
+  /** How many bans in force `filter` wants: a count over every one of them (0.3 s at a million). */
+  activeBansCount(filter: BanFilter): number {
+    return this.stmts.filteredCount.get(filter) ?? 0;
   }
 
   /** The ids and targets of the active bans in force that `filter` wants, newest first (to filter further by network). */
