@@ -119,8 +119,13 @@ export class NftablesEnforcer implements Enforcer {
 
   async setup(jails: readonly JailFirewallSpec[]): Promise<void> {
     for (const spec of jails) validateSpec(spec);
-    const existing = await this.describeTable();
-    await this.nft(setupScript(jails, existing, this.priority));
+    try {
+      await this.nft(setupScript(jails, await this.describeTable(), this.priority));
+    } catch (err) {
+      // The quick description infers the counters; should that be wrong (one deleted by hand), the full listing decides.
+      if (!(err instanceof CommandFailedError)) throw err;
+      await this.nft(setupScript(jails, await this.describeTableFully(), this.priority));
+    }
     this.reAddSetsTimeout ??= await this.timeoutProbe();
     this.jails.clear();
     for (const spec of jails) this.jails.set(spec.jail, spec);
@@ -327,7 +332,30 @@ export class NftablesEnforcer implements Enforcer {
     return parsed.nftables ?? [];
   }
 
+  /**
+   * What the table holds, without listing it: nft 1.0.6 fetches every set's elements for `list table`,
+   * even with -t (a minute at a million bans, twice at each start: once here and once for the drift check
+   * that follows), but not for `-t list sets` or `list chains`. Counters cannot be listed that cheaply;
+   * each jail's is created with its `J_v4` set, so that is where they are inferred from.
+   */
   private async describeTable(): Promise<TableDescription> {
+    const description: TableDescription = { sets: new Map(), counters: new Set(), chains: new Set() };
+    for (const item of await this.listJson(['-t', 'list', 'sets', 'table', 'inet', TABLE])) {
+      const set = item.set as NftSet | undefined;
+      if (!set) continue;
+      description.sets.set(set.name, setSignature(set.type, set.flags ?? []));
+      const jail = /^(.+)_v4$/.exec(set.name)?.[1];
+      if (jail !== undefined) description.counters.add(counterName(jail));
+    }
+    for (const item of await this.listJson(['list', 'chains'])) {
+      const chain = item.chain as { name: string; table: string; family: string } | undefined;
+      if (chain && chain.table === TABLE && chain.family === 'inet') description.chains.add(chain.name);
+    }
+    return description;
+  }
+
+  /** The same from a full listing of the table (slow with many bans: see describeTable). */
+  private async describeTableFully(): Promise<TableDescription> {
     const items = await this.listJson(['-t', 'list', 'table', 'inet', TABLE]);
     const description: TableDescription = { sets: new Map(), counters: new Set(), chains: new Set() };
     for (const item of items) {
