@@ -138,7 +138,7 @@ async function restoreAndQuery(): Promise<{ restore: number[]; inKernel: number;
       }
       await daemon?.stop();
       daemon = await ns.startDaemon(jail, { stateDir, timeoutMs: 300_000 });
-      const done = await daemon.waitFor(/reconciled with the database \(\d+ added/, 300_000);
+      const done = await daemon.waitFor(/reconciled with the database \(\d+ added|loaded \d+ ban\(s\) from the database/, 300_000);
       restore.push(done - daemon.spawnedAt);
     }
     const rssAfterRestore = daemon!.rssMB();

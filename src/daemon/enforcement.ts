@@ -97,11 +97,13 @@ export class EnforcementQueue {
     try {
       await slot.enforcer.setup(slot.jails);
       const jails = new Set(slot.jails.map((j) => j.jail));
-      const result = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
+      const wanted = this.wanted().filter((b) => jails.has(b.jail));
+      const result = slot.enforcer.load ? await slot.enforcer.load(wanted) : await slot.enforcer.reconcile(wanted);
       slot.ready = true;
       slot.lastError = null;
       slot.retryDelay = 1000;
-      if (result.added || result.removed) this.log.info(`${slot.enforcer.name}: reconciled with the database (${result.added} added, ${result.removed} removed)`);
+      if (result.reloaded) { if (result.added > 0) this.log.info(`${slot.enforcer.name}: loaded ${result.added} ban(s) from the database`); }
+      else if (result.added || result.removed) this.log.info(`${slot.enforcer.name}: reconciled with the database (${result.added} added, ${result.removed} removed)`);
       this.kick(slot);
     } catch (e) {
       this.fail(slot, e as Error);

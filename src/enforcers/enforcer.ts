@@ -68,6 +68,8 @@ export interface EnforcerChanges {
 export interface ReconcileResult {
   added: number;
   removed: number;
+  /** The firewall's bans were replaced by the database's without comparing them (`added` is all of them). */
+  reloaded?: boolean;
 }
 
 /** Packets and bytes the firewall stopped for one jail since setup. */
@@ -87,6 +89,8 @@ export interface Enforcer {
   list(): Promise<BanEntry[]>;
   /** Makes the firewall hold exactly `wanted`: adds what is missing, removes what is unknown. */
   reconcile(wanted: readonly BanEntry[]): Promise<ReconcileResult>;
+  /** The same right after setup, where replacing the bans costs less than comparing them (nftables). */
+  load?(wanted: readonly BanEntry[]): Promise<ReconcileResult>;
   /** Removes every object the enforcer created (used by `run --flush-on-exit`). */
   teardown(): Promise<void>;
   /** Dropped/rejected traffic per jail, where the firewall counts it. */

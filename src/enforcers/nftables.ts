@@ -213,13 +213,7 @@ export class NftablesEnforcer implements Enforcer {
 
   async reconcile(wanted: readonly BanEntry[]): Promise<ReconcileResult> {
     const now = this.now();
-    const live = wanted.filter((w) => {
-      if (!this.jails.has(w.jail)) {
-        this.warn(`not enforcing ${w.target}: jail ${w.jail} has no nftables objects (not set up)`);
-        return false;
-      }
-      return secondsLeft(w.until, now) !== 0;
-    });
+    const live = this.enforceable(wanted, now);
     let items = await this.listJson(['list', 'table', 'inet', TABLE]);
     // Elements alone block nothing: when the table was flushed or its chains edited by hand, rebuild it first.
     const problem = structureProblem(items, [...this.jails.values()]);
@@ -231,6 +225,49 @@ export class NftablesEnforcer implements Enforcer {
     const plan = reconcilePlan(this.entriesOf(items), withoutNestedNets(live));
     await this.applyChanges(plan, true);
     return { added: plan.ban.length, removed: plan.unban.length };
+  }
+
+  /** The bans of `wanted` this enforcer can hold now: jails it set up, not ended. */
+  private enforceable(wanted: readonly BanEntry[], now: number): BanEntry[] {
+    return wanted.filter((w) => {
+      if (!this.jails.has(w.jail)) {
+        this.warn(`not enforcing ${w.target}: jail ${w.jail} has no nftables objects (not set up)`);
+        return false;
+      }
+      return secondsLeft(w.until, now) !== 0;
+    });
+  }
+
+  /**
+   * Right after setup (which rebuilt the chains): the ban sets are emptied and filled from `wanted` in
+   * one transaction instead of listed and compared. nft 1.0.6 lists a set in time that grows faster than
+   * its size (a minute at a million elements), so a restart with the bans still in the kernel cost far
+   * more than a start into an empty set; now both cost the same. No connection is cut: these bans are old.
+   */
+  async load(wanted: readonly BanEntry[]): Promise<ReconcileResult> {
+    const now = this.now();
+    const live = this.enforceable(wanted, now);
+    const script: Statement[] = [];
+    for (const spec of this.jails.values()) {
+      for (const family of FAMILIES) script.push(`flush set inet ${TABLE} ${setName(spec.jail, family, '')}`, `flush set inet ${TABLE} ${setName(spec.jail, family, '_net')}`);
+    }
+    const groups = new Map<string, { hosts: string[]; nets: SetElement[] }>();
+    const bans = withoutNestedNets(live).map(planned);
+    for (const b of bans) {
+      const key = `${b.jail}/${b.family}`;
+      let g = groups.get(key);
+      if (!g) groups.set(key, (g = { hosts: [], nets: [] }));
+      if (b.net === null) g.hosts.push(withTimeout(b.text, b.until, now));
+      else g.nets.push({ net: b.net, until: b.until });
+    }
+    for (const [key, g] of groups) {
+      const [jail, family] = key.split('/') as [string, string];
+      const f = Number(family) as Family;
+      if (g.hosts.length > 0) script.push(elements('add', setName(jail, f, ''), g.hosts));
+      if (g.nets.length > 0) script.push(elements('add', setName(jail, f, '_net'), nestNets(g.nets).map((n) => elementText(n, now))));
+    }
+    await this.nftBatch(script);
+    return { added: bans.length, removed: 0, reloaded: true };
   }
 
   async teardown(): Promise<void> {

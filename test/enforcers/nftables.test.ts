@@ -181,6 +181,25 @@ describe('nftables enforcer inside network namespaces', () => {
     assert.deepEqual(await nft.list(), []);
   });
 
+  it('load after setup replaces the ban sets with the database\'s in one transaction, without listing them', async () => {
+    await nft.apply({ ban: [{ target: '192.0.2.66', jail: 'sshd', until: inAnHour() }, { target: '198.51.100.0/24', jail: 'web', until: null }], unban: [] });
+    await topo.exec('server', 'nft', ['add', 'element', 'inet', 'portcullis', 'openvpn_v6', '{', '2001:db8:77::1', '}']);
+    const wanted = [
+      { target: attacker.v4, jail: 'sshd', until: inAnHour() },
+      { target: '2001:db8:9::/48', jail: 'openvpn', until: inAnHour() },
+      { target: '10.0.0.0/16', jail: 'sshd', until: null },
+      { target: '10.0.7.0/24', jail: 'sshd', until: null },
+    ];
+    await nft.setup(JAILS);
+    const before = runner.commands.length;
+    assert.deepEqual(await nft.load(wanted), { added: 3, removed: 0, reloaded: true });
+    assert.deepEqual(runner.commands.slice(before).map((c) => c.slice(4).join(' ')), ['nft -f -'], 'one transaction, no listing');
+    assert.deepEqual((await nft.list()).map((e) => `${e.jail} ${e.target}`).sort(), ['openvpn 2001:db8:9::/48', 'sshd 10.0.0.0/16', `sshd ${attacker.v4}`]);
+    assert.equal(await topo.probeTcp('attacker', server.v4, 22), 'timeout', 'the loaded ban blocks');
+    await nft.load([]);
+    assert.deepEqual(await nft.list(), []);
+  });
+
   it('reconcile rebuilds a table flushed or deleted by hand, so the bans block again', async (t) => {
     const wanted = [{ target: attacker.v4, jail: 'sshd', until: inAnHour() }];
     t.after(async () => {
