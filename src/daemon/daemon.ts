@@ -268,8 +268,9 @@ export class Daemon {
       this.enforcedAfterCommit++;
     }
     this.writer.commit(changes, (failure) => {
-      this.linesCommitted = taken;
       if (failure === null) {
+        // Not for a kept batch: its lines are not committed until the writer saves it (a later commit says so).
+        this.linesCommitted = taken;
         this.lastCommitError = null;
         this.lastLoggedCommitError = null;
       } else {

@@ -41,6 +41,8 @@ test('a full disk: the ban holds through drift checks, and is saved with its pos
     await queue.reconcileAll();
     assert.deepEqual(await inFirewall(), ['sshd 198.51.100.7'], 'the drift checks kept the unsaved ban');
     assert.deepEqual(daemon.store.activeBans(), []);
+    const [source] = daemon.sourceStatus();
+    assert.ok(source!.linesCommitted! < source!.linesRead, `lines read ${source!.linesRead}, committed ${source!.linesCommitted}: the kept batch is not committed`);
 
     disk.free();
     await waitFor(() => logged.some((l) => /state database writable again: the \d+ batch\(es\) kept meanwhile are saved$/.test(l)), 10_000, () => logged.join('\n'));
@@ -51,6 +53,7 @@ test('a full disk: the ban holds through drift checks, and is saved with its pos
     const position = JSON.parse(daemon.store.getPosition(`file:${s.auth}`)!) as { file: { offset: number } };
     assert.equal(position.file.offset, statSync(s.auth).size, 'the position covers the lines');
     assert.deepEqual(daemon.status().errors, []);
+    await waitFor(() => daemon.sourceStatus()[0]!.linesCommitted === daemon.sourceStatus()[0]!.linesRead, 5000, () => JSON.stringify(daemon.sourceStatus()));
     await queue.reconcileAll();
     assert.deepEqual(await inFirewall(), ['sshd 198.51.100.7']);
 
