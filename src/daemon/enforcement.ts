@@ -102,8 +102,9 @@ export class EnforcementQueue {
       slot.ready = true;
       slot.lastError = null;
       slot.retryDelay = 1000;
-      if (result.reloaded) { if (result.added > 0) this.log.info(`${slot.enforcer.name}: loaded ${result.added} ban(s) from the database`); }
-      else if (result.added || result.removed) this.log.info(`${slot.enforcer.name}: reconciled with the database (${result.added} added, ${result.removed} removed)`);
+      if (result.added || result.removed) {
+        this.log.info(`${slot.enforcer.name}: ${result.reloaded ? `loaded ${result.added} ban(s) from the database` : `reconciled with the database (${result.added} added, ${result.removed} removed)`}`);
+      }
       this.kick(slot);
     } catch (e) {
       this.fail(slot, e as Error);

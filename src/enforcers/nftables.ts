@@ -171,7 +171,7 @@ export class NftablesEnforcer implements Enforcer {
 
     const touchesNets = bans.some((e) => e.net !== null) || unbans.some((e) => e.net !== null);
     for (let attempt = 1; ; attempt++) {
-      const script = await this.changeScript(bans, unbans, now, absent);
+      const script = await this.changeScript(bans, unbans, now, absent ? 'absent' : 'unknown');
       try {
         if (script.length > 0) await this.nftBatch(script);
         break;
@@ -247,26 +247,12 @@ export class NftablesEnforcer implements Enforcer {
   async load(wanted: readonly BanEntry[]): Promise<ReconcileResult> {
     const now = this.now();
     const live = this.enforceable(wanted, now);
-    const script: Statement[] = [];
+    const flush: Statement[] = [];
     for (const spec of this.jails.values()) {
-      for (const family of FAMILIES) script.push(`flush set inet ${TABLE} ${setName(spec.jail, family, '')}`, `flush set inet ${TABLE} ${setName(spec.jail, family, '_net')}`);
+      for (const family of FAMILIES) flush.push(`flush set inet ${TABLE} ${setName(spec.jail, family, '')}`, `flush set inet ${TABLE} ${setName(spec.jail, family, '_net')}`);
     }
-    const groups = new Map<string, { hosts: string[]; nets: SetElement[] }>();
     const bans = withoutNestedNets(live).map(planned);
-    for (const b of bans) {
-      const key = `${b.jail}/${b.family}`;
-      let g = groups.get(key);
-      if (!g) groups.set(key, (g = { hosts: [], nets: [] }));
-      if (b.net === null) g.hosts.push(withTimeout(b.text, b.until, now));
-      else g.nets.push({ net: b.net, until: b.until });
-    }
-    for (const [key, g] of groups) {
-      const [jail, family] = key.split('/') as [string, string];
-      const f = Number(family) as Family;
-      if (g.hosts.length > 0) script.push(elements('add', setName(jail, f, ''), g.hosts));
-      if (g.nets.length > 0) script.push(elements('add', setName(jail, f, '_net'), nestNets(g.nets).map((n) => elementText(n, now))));
-    }
-    await this.nftBatch(script);
+    await this.nftBatch([...flush, ...(await this.changeScript(bans, [], now, 'emptied'))]);
     return { added: bans.length, removed: 0, reloaded: true };
   }
 
@@ -297,7 +283,13 @@ export class NftablesEnforcer implements Enforcer {
     return spec;
   }
 
-  private async changeScript(bans: readonly Planned[], unbans: readonly Planned[], now: number, absent: boolean): Promise<Statement[]> {
+  /**
+   * `kernel`: what the ban sets hold of `bans`. `absent`: none of them (reconcile just listed the sets), so a
+   * plain add does; `emptied`: nothing at all (flushed earlier in the same transaction), so the network sets
+   * are not listed either.
+   */
+  private async changeScript(bans: readonly Planned[], unbans: readonly Planned[], now: number, kernel: 'unknown' | 'absent' | 'emptied'): Promise<Statement[]> {
+    const absent = kernel !== 'unknown';
     const script: Statement[] = [];
     const groups = new Map<string, { jail: string; family: Family; hostBans: Planned[]; hostUnbans: string[]; netBans: SetElement[]; netUnbans: Network[] }>();
     const group = (jail: string, family: Family) => {
@@ -329,7 +321,7 @@ export class NftablesEnforcer implements Enforcer {
 
       if (g.netBans.length > 0 || g.netUnbans.length > 0) {
         const name = setName(g.jail, g.family, '_net');
-        const current = await this.listSet(name, now);
+        const current = kernel === 'emptied' ? [] : await this.listSet(name, now);
         const remaining = current.filter((c) => !g.netUnbans.some((u) => sameNet(u, c.net)));
         const desired = nestNets([...remaining, ...g.netBans]);
         const removed = current.filter((c) => !desired.some((d) => sameNet(d.net, c.net) && sameUntil(d.until, c.until)));

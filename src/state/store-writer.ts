@@ -249,7 +249,6 @@ export class ThreadWriter implements StateWriter {
   }
 }
 
-
 /** How long the writer thread may stay idle after a backlog before it is stopped (its memory given back). */
 const THREAD_IDLE_MS = 30_000;
 
