@@ -238,6 +238,35 @@ describe('HTTP listener options', () => {
     }
   });
 
+  test('without HTTP nothing follows the daemon\'s events (no dashboard bookkeeping per line); with it, until closed', async () => {
+    const s = makeSetup('pc-http-off-');
+    const { log } = capture();
+    const start = (httpYaml: string): { daemon: Daemon; http: HttpServer; listeners: () => number } => {
+      const config = configFromFiles([{ file: s.config, text: readFileSync(s.config, 'utf8').replace(/^http: .*$/m, httpYaml) }]);
+      const daemon = new Daemon(config, { log, dryRun: true });
+      const listeners = (): number => daemon.events.listenerCount('event') + daemon.events.listenerCount('decision');
+      return { daemon, http: new HttpServer(daemon, config, log), listeners };
+    };
+    const off = start('http: { enabled: false }');
+    const on = start('http: { listen: "127.0.0.1:0" }');
+    try {
+      const none = off.listeners();
+      assert.equal(await off.http.listen(), false);
+      assert.equal(off.listeners(), none);
+      const before = on.listeners();
+      assert.equal(await on.http.listen(), true);
+      assert.ok(on.listeners() > before, 'a listening server follows events and decisions');
+      await on.http.close();
+      assert.equal(on.listeners(), before);
+    } finally {
+      await off.http.close();
+      await on.http.close();
+      await off.daemon.stop();
+      await on.daemon.stop();
+      rmSync(s.dir, { recursive: true, force: true });
+    }
+  });
+
   test('a port already in use is logged and the daemon runs on without HTTP', async () => {
     const a = makeSetup('pc-http-a-');
     const b = makeSetup('pc-http-b-');
@@ -250,6 +279,7 @@ describe('HTTP listener options', () => {
     try {
       assert.equal(await http.listen(), false);
       assert.match(lines.join('\n'), /http: cannot listen on 127\.0\.0\.1:\d+: the port is in use .* running without dashboard, API and \/metrics/);
+      assert.equal(daemon.events.listenerCount('event'), 0, 'no activity kept without a server');
       await daemon.start();
     } finally {
       await http.close();
