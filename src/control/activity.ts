@@ -3,7 +3,7 @@ import type { Decision, Event } from '../core/types.js';
 import type { Daemon } from '../daemon/daemon.js';
 import type { JailConfig } from '../config/load.js';
 import { pathMatcher } from '../sources/glob.js';
-import { OffenderTable } from './offenders.js';
+import { BAN_WEIGHT, OffenderTable } from './offenders.js';
 
 /**
  * What the dashboard and /metrics show beyond the daemon's own status: counts
@@ -272,7 +272,7 @@ export class Activity {
       const iso = new Date(o.last).toISOString();
       if (iso > n.last) n.last = iso;
     }
-    const rank = (a: TopEntry, b: TopEntry): number => b.failures + b.bans * 10 - (a.failures + a.bans * 10) || a.key.localeCompare(b.key);
+    const rank = (a: TopEntry, b: TopEntry): number => b.failures + b.bans * BAN_WEIGHT - (a.failures + a.bans * BAN_WEIGHT) || a.key.localeCompare(b.key);
     return {
       addresses: addresses.sort(rank).slice(0, limit),
       networks: [...nets.values()].map(({ members: _m, ...rest }) => rest).sort(rank).slice(0, limit),

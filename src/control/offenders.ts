@@ -11,9 +11,12 @@ import { ownCopy } from '../core/address.js';
  * slots are sampled and the lightest of them (stale ones first) is reused, as
  * Redis approximates LFU eviction. Heavy hitters are almost never sampled as
  * the lightest, so the top of the table stays right; only the tail is
- * approximate. Once the table is full, a newcomer gets in one time in
- * ADMISSION (a heavy hitter comes back soon enough), so a spray of one-off
- * addresses does not churn the table on every line. Counts live in typed
+ * approximate. Once the table is full, a newcomer's failure gets it in one
+ * time in ADMISSION (a heavy hitter comes back soon enough), and its ban
+ * when the lightest sampled weighs less than a ban or is stale, so neither
+ * a spray of one-off addresses nor a burst of one-off bans churns the table
+ * on every line (a burst of 100,000 bans spent most of its dashboard time
+ * here when each ban pushed another out). Counts live in typed
  * arrays: no object per address; a slot's counts and time side by side, so
  * that sampling a slot reads one cache line, not three.
  */
@@ -22,6 +25,8 @@ import { ownCopy } from '../core/address.js';
 const EVICTION_SAMPLE = 5;
 /** Once full, a newcomer is admitted with probability 1/ADMISSION (a power of two). */
 const ADMISSION = 8;
+/** What a ban weighs against failures, in the ranking and for getting in. */
+export const BAN_WEIGHT = 10;
 /** The layout of a slot's row in `stats`. */
 const STATS = 3;
 const FAILURES = 0;
@@ -64,15 +69,15 @@ export class OffenderTable {
   }
 
   addFailure(address: string, jails: readonly string[], now: number): void {
-    const slot = this.slot(address, now);
+    const slot = this.slot(address, now, false);
     if (slot < 0) return;
     this.stats[slot * STATS + FAILURES]!++;
     for (const j of jails) this.addJail(slot, j);
   }
 
-  /** A ban always gets the address in: bans are few, and they weigh ten failures. */
   addBan(address: string, jail: string, now: number): void {
     const slot = this.slot(address, now, true);
+    if (slot < 0) return;
     this.stats[slot * STATS + BANS]!++;
     this.addJail(slot, jail);
   }
@@ -111,12 +116,17 @@ export class OffenderTable {
   }
 
   /** The address's slot, taking one if it has none; -1 when it was not admitted. */
-  private slot(address: string, now: number, admit = false): number {
+  private slot(address: string, now: number, banned: boolean): number {
     let slot = this.slotOf.get(address) ?? -1;
     if (slot < 0) {
-      if (this.addresses.length < this.capacity) slot = this.addresses.length;
-      else if (admit || (this.random() & (ADMISSION - 1)) === 0) slot = this.evict(now);
-      else return -1;
+      if (this.addresses.length < this.capacity) {
+        slot = this.addresses.length;
+      } else {
+        if (!banned && (this.random() & (ADMISSION - 1)) !== 0) return -1;
+        slot = this.lightest(now);
+        if (banned && this.weight(slot, now) >= BAN_WEIGHT) return -1;
+        this.slotOf.delete(this.addresses[slot]!);
+      }
       this.slotOf.set(address, slot);
       // A copy: kept for a day, the address must not keep its log line alive.
       this.addresses[slot] = ownCopy(address);
@@ -129,23 +139,26 @@ export class OffenderTable {
     return slot;
   }
 
-  /** Frees the lightest of a few sampled slots; one older than the maximum age beats any live one. */
-  private evict(now: number): number {
-    const stale = now - this.maxAgeMs;
+  /** The lightest of a few sampled slots: the candidate to push out. */
+  private lightest(now: number): number {
     let victim = -1;
     let lightest = Infinity;
-    const stats = this.stats;
     for (let i = 0; i < EVICTION_SAMPLE; i++) {
       const slot = this.random() % this.capacity;
-      const o = slot * STATS;
-      const weight = stats[o + LAST]! < stale ? -1 : stats[o + FAILURES]! + 10 * stats[o + BANS]!;
+      const weight = this.weight(slot, now);
       if (weight < lightest) {
         lightest = weight;
         victim = slot;
       }
     }
-    this.slotOf.delete(this.addresses[victim]!);
     return victim;
+  }
+
+  /** A slot's failures and bans; one older than the maximum age weighs less than any live one. */
+  private weight(slot: number, now: number): number {
+    const o = slot * STATS;
+    const stats = this.stats;
+    return stats[o + LAST]! < now - this.maxAgeMs ? -1 : stats[o + FAILURES]! + BAN_WEIGHT * stats[o + BANS]!;
   }
 
   private random(): number {
