@@ -82,14 +82,17 @@ export class BenchNamespace {
     return child;
   }
 
-  /** Writes a config with `jail` (YAML lines under `jails: sshd:`), starts the daemon and waits for it to run. */
-  async startDaemon(jail: readonly string[], options: { stateDir?: string; prefix?: readonly string[]; timeoutMs?: number } = {}): Promise<Daemon> {
+  /**
+   * Writes a config with `jail` (YAML lines under `jails: sshd:`), starts the daemon and waits for it to run.
+   * `dashboard`: serve HTTP on the namespace's loopback, as the default configuration does (its bookkeeping costs a share of each line).
+   */
+  async startDaemon(jail: readonly string[], options: { stateDir?: string; prefix?: readonly string[]; timeoutMs?: number; dashboard?: boolean } = {}): Promise<Daemon> {
     const config = join(this.dir, 'portcullis.yaml');
     const socket = join(this.dir, 'control.sock');
     writeFileSync(config, [
       `state_dir: ${options.stateDir ?? join(this.dir, 'state')}`,
       `control: { socket: ${socket} }`,
-      'http: { enabled: false }',
+      options.dashboard ? 'http: { listen: "127.0.0.1:9470" }' : 'http: { enabled: false }',
       'enforcer: nftables',
       'jails:',
       '  sshd:',
