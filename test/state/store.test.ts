@@ -235,3 +235,16 @@ test('in a group, a batch failing for a transient reason (disk full) takes the l
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('failure rows without those a ban consumed: ids in a row, ids far apart, and consumed ids from other batches', () => {
+  const rows = (ids: number[]): FailureRows => FailureRows.of(ids.map((id) => ({ id, jail: 'sshd', address: `192.0.2.${id % 250}`, time: id, line: `line ${id}` })));
+  const kept = (r: FailureRows): Array<[number, string]> => r.ids.map((id, i) => [id, r.lines[i]!]);
+  // In a row (one byte per id of the range), with consumed ids before, inside and after it.
+  const inRow = rows(Array.from({ length: 10 }, (_, i) => 100 + i));
+  assert.deepEqual(kept(inRow.without([3, 100, 104, 109, 5000])), [101, 102, 103, 105, 106, 107, 108].map((id) => [id, `line ${id}`]));
+  // Far apart (a set).
+  const apart = rows([1, 1_000_000, 2_000_000_000]);
+  assert.deepEqual(kept(apart.without([1_000_000, 7])), [[1, 'line 1'], [2_000_000_000, 'line 2000000000']]);
+  assert.equal(inRow.without([]), inRow);
+  assert.equal(inRow.without([50, 200]).length, 10);
+});
