@@ -15,7 +15,7 @@ import { ownCopy } from '../core/address.js';
  * time in ADMISSION (a heavy hitter comes back soon enough), and its ban
  * when the lightest sampled weighs less than a ban or is stale, so neither
  * a spray of one-off addresses nor a burst of one-off bans churns the table
- * on every line (a burst of 100,000 bans spent most of its dashboard time
+ * on every line (a burst of 100,000 bans spent half of its dashboard time
  * here when each ban pushed another out). Counts live in typed
  * arrays: no object per address; a slot's counts and time side by side, so
  * that sampling a slot reads one cache line, not three.
