@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { median, percentile, type BenchRow, type BenchSection } from './report.js';
-import { attackLine, BenchNamespace, ROOT, type ElementMonitor } from './netns-daemon.js';
+import { attackLine, BenchNamespace, ROOT, type Daemon, type ElementMonitor } from './netns-daemon.js';
 
 /**
  * Target 2: ban latency, live. The daemon runs in a throwaway network namespace
@@ -58,8 +58,12 @@ function figures(ms: number[]): string {
   return `median ${f(median(ms))}, p90 ${f(percentile(ms, 0.9))}, p99 ${f(percentile(ms, 0.99))}, worst ${f(Math.max(...ms))} (${ms.length} bans)`;
 }
 
-/** Writes one attack line per address with `write` and waits for each ban: latencies in ms. */
-async function banOneByOne(monitor: ElementMonitor, write: (line: string) => void, addressOf: (i: number) => string, count: number, pauseMs = 0): Promise<number[]> {
+/**
+ * Writes one attack line per address with `write` and waits for each ban: latencies in ms. A ban not
+ * seen in time fails the run with what tells a lost ban from a missed report: whether the address is
+ * in the set after all, and the daemon's last log lines.
+ */
+async function banOneByOne(ns: BenchNamespace, daemon: Daemon, monitor: ElementMonitor, write: (line: string) => void, addressOf: (i: number) => string, count: number, pauseMs = 0): Promise<number[]> {
   // nft monitor reports only what is committed after it subscribed: one ban first, unmeasured.
   write(attackLine('198.18.255.254', 0));
   await monitor.until(() => monitor.seen.has('198.18.255.254'), 'the monitor to report a first ban');
@@ -70,7 +74,16 @@ async function banOneByOne(monitor: ElementMonitor, write: (line: string) => voi
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs + ((i * 37) % 50)));
     const written = performance.now();
     write(attackLine(address, i));
-    await monitor.until(() => monitor.seen.has(address), `the ban of ${address}`);
+    await monitor.until(() => monitor.seen.has(address), `the ban of ${address}`).catch((err: Error) => {
+      let inSet: string;
+      try {
+        ns.exec('nft', ['get', 'element', 'inet', 'portcullis', 'sshd_v4', `{ ${address} }`]);
+        inSet = 'it is in the set: nft monitor did not report it';
+      } catch {
+        inSet = 'it is not in the set';
+      }
+      throw new Error(`${err.message} (ban ${i + 1} of ${count}); ${inSet}. The daemon's last lines:\n${daemon.output.split('\n').slice(-20).join('\n')}`);
+    });
     latencies.push(monitor.seen.get(address)! - written);
   }
   return latencies;
@@ -83,7 +96,7 @@ async function fileLatency(): Promise<number[]> {
     writeFileSync(log, '');
     const daemon = await ns.startDaemon([`sources: [{ file: ${log} }]`, 'maxretry: 1', 'bantime: 1h']);
     const monitor = await ns.monitor();
-    const latencies = await banOneByOne(monitor, (line) => appendFileSync(log, line), (i) => `198.18.${i >> 8}.${i & 255}`, BANS);
+    const latencies = await banOneByOne(ns, daemon, monitor, (line) => appendFileSync(log, line), (i) => `198.18.${i >> 8}.${i & 255}`, BANS);
     await daemon.stop();
     return latencies;
   } finally {
@@ -104,9 +117,9 @@ async function journalLatency(): Promise<{ portcullis: number[]; afterQuiet: num
       const own = await journalctlLatency(inJournalNs, write);
       const daemon = await ns.startDaemon(['sources: [{ journal: { SYSLOG_IDENTIFIER: sshd } }]', 'maxretry: 1', 'bantime: 1h'], { prefix: inJournalNs });
       const monitor = await ns.monitor();
-      const latencies = await banOneByOne(monitor, write, (i) => `198.19.${i >> 8}.${i & 255}`, BANS);
+      const latencies = await banOneByOne(ns, daemon, monitor, write, (i) => `198.19.${i >> 8}.${i & 255}`, BANS);
       // The waker polls at 50 ms once the journal has been quiet for a second: the first line after a pause.
-      const afterQuiet = await banOneByOne(monitor, write, (i) => `198.21.${i >> 8}.${i & 255}`, QUIET_SAMPLES, 1500);
+      const afterQuiet = await banOneByOne(ns, daemon, monitor, write, (i) => `198.21.${i >> 8}.${i & 255}`, QUIET_SAMPLES, 1500);
       await daemon.stop();
       return { portcullis: latencies, afterQuiet, journald: own };
     } finally {
