@@ -180,7 +180,8 @@ export class FailureRows {
    * flood nearly all of them are). Sent to the writer thread, their lines would travel twice.
    */
   without(consumed: readonly number[]): FailureRows {
-    if (consumed.length === 0) return this;
+    // A ban may consume only rows of earlier commits: nothing here to filter then.
+    if (consumed.length === 0 || this.ids.length === 0) return this;
     const gone = this.marks(consumed);
     const kept = new FailureRows();
     for (let r = 0; r < this.ids.length; r++) {

@@ -246,5 +246,8 @@ test('failure rows without those a ban consumed: ids in a row, ids far apart, an
   const apart = rows([1, 1_000_000, 2_000_000_000]);
   assert.deepEqual(kept(apart.without([1_000_000, 7])), [[1, 'line 1'], [2_000_000_000, 'line 2000000000']]);
   assert.equal(inRow.without([]), inRow);
+  // A commit that adds no row while a ban consumes rows of earlier commits.
+  const none = new FailureRows();
+  assert.equal(none.without([101, 7]).length, 0);
   assert.equal(inRow.without([50, 200]).length, 10);
 });
