@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { median, percentile, type BenchRow, type BenchSection } from './report.js';
@@ -63,7 +63,7 @@ function figures(ms: number[]): string {
  * seen in time fails the run with what tells a lost ban from a missed report: whether the address is
  * in the set after all, and the daemon's last log lines.
  */
-async function banOneByOne(ns: BenchNamespace, daemon: Daemon, monitor: ElementMonitor, write: (line: string) => void, addressOf: (i: number) => string, count: number, pauseMs = 0): Promise<number[]> {
+async function banOneByOne(ns: BenchNamespace, daemon: Daemon, monitor: ElementMonitor, write: (line: string) => void, addressOf: (i: number) => string, count: number, pauseMs = 0, whereIsLine?: (address: string) => Promise<string>): Promise<number[]> {
   // nft monitor reports only what is committed after it subscribed: one ban first, unmeasured.
   write(attackLine('198.18.255.254', 0));
   await monitor.until(() => monitor.seen.has('198.18.255.254'), 'the monitor to report a first ban');
@@ -74,7 +74,7 @@ async function banOneByOne(ns: BenchNamespace, daemon: Daemon, monitor: ElementM
     if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs + ((i * 37) % 50)));
     const written = performance.now();
     write(attackLine(address, i));
-    await monitor.until(() => monitor.seen.has(address), `the ban of ${address}`).catch((err: Error) => {
+    await monitor.until(() => monitor.seen.has(address), `the ban of ${address}`).catch(async (err: Error) => {
       let inSet: string;
       try {
         ns.exec('nft', ['get', 'element', 'inet', 'portcullis', 'sshd_v4', `{ ${address} }`]);
@@ -82,7 +82,8 @@ async function banOneByOne(ns: BenchNamespace, daemon: Daemon, monitor: ElementM
       } catch {
         inSet = 'it is not in the set';
       }
-      throw new Error(`${err.message} (ban ${i + 1} of ${count}); ${inSet}. The daemon's last lines:\n${daemon.output.split('\n').slice(-20).join('\n')}`);
+      const source = (await whereIsLine?.(address)) ?? '';
+      throw new Error(`${err.message} (ban ${i + 1} of ${count}); ${inSet}.${source} The daemon's last lines:\n${daemon.output.split('\n').slice(-20).join('\n')}`);
     });
     latencies.push(monitor.seen.get(address)! - written);
   }
@@ -117,9 +118,23 @@ async function journalLatency(): Promise<{ portcullis: number[]; afterQuiet: num
       const own = await journalctlLatency(inJournalNs, write);
       const daemon = await ns.startDaemon(['sources: [{ journal: { SYSLOG_IDENTIFIER: sshd } }]', 'maxretry: 1', 'bantime: 1h'], { prefix: inJournalNs });
       const monitor = await ns.monitor();
-      const latencies = await banOneByOne(ns, daemon, monitor, write, (i) => `198.19.${i >> 8}.${i & 255}`, BANS);
+      // On a ban not seen: did journald store the line?
+      // On a ban not seen: did journald store the line, and does touching its files (an inotify event for the followers) bring it?
+      const inJournal = async (address: string): Promise<string> => {
+        const run = (args: string[]): string => execFileSync(inJournalNs[0]!, [...inJournalNs.slice(1), ...args], { encoding: 'utf8' });
+        let stored: string;
+        try {
+          stored = ` The journal holds its line: ${run(['journalctl', '-q', '-o', 'short-unix', 'SYSLOG_IDENTIFIER=sshd', '--grep', `from ${address} port`]).trim()}.`;
+        } catch (e) {
+          return ` The journal does not hold its line (journalctl: ${(e as Error).message.split('\n')[0]}).`;
+        }
+        run(['sh', '-c', 'touch /run/log/journal/*/*.journal']);
+        const touched = await monitor.until(() => monitor.seen.has(address), 'the ban', 2000).then(() => 'came', () => 'did not come');
+        return `${stored} After touching the journal files, the ban ${touched} within 2 s.`;
+      };
+      const latencies = await banOneByOne(ns, daemon, monitor, write, (i) => `198.19.${i >> 8}.${i & 255}`, BANS, 0, inJournal);
       // The waker polls at 50 ms once the journal has been quiet for a second: the first line after a pause.
-      const afterQuiet = await banOneByOne(ns, daemon, monitor, write, (i) => `198.21.${i >> 8}.${i & 255}`, QUIET_SAMPLES, 1500);
+      const afterQuiet = await banOneByOne(ns, daemon, monitor, write, (i) => `198.21.${i >> 8}.${i & 255}`, QUIET_SAMPLES, 1500, inJournal);
       await daemon.stop();
       return { portcullis: latencies, afterQuiet, journald: own };
     } finally {
