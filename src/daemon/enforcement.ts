@@ -36,6 +36,11 @@ interface Slot {
   timer: NodeJS.Timeout | null;
   /** A drift check is under way (with a million bans it lasts longer than the interval between checks). */
   reconciling: boolean;
+  /**
+   * During a drift check, the changes applied meanwhile: the check compares the firewall with the bans
+   * wanted when it began, so it takes out a ban applied after that. They are applied again after it.
+   */
+  appliedDuringCheck: PendingChanges | null;
   /** When the last drift check ended and how long it took (ms). */
   lastReconcileEnd: number;
   lastReconcileMs: number;
@@ -64,6 +69,11 @@ class PendingChanges {
     const before = targets.size;
     targets.set(change.entry.target, change);
     this.size += targets.size - before;
+  }
+
+  /** Adds every change of `newer`, over what this holds. */
+  keepNewer(newer: PendingChanges): void {
+    for (const targets of newer.byJail.values()) for (const change of targets.values()) this.set(change);
   }
 
   /** Adds the changes of `older` that this holds nothing newer for. */
@@ -114,7 +124,7 @@ export class EnforcementQueue {
     private readonly log: Logger,
   ) {
     for (const a of assignments) {
-      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new PendingChanges(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, reconciling: false, lastReconcileEnd: 0, lastReconcileMs: 0, counters: null, countersReading: null };
+      const slot: Slot = { enforcer: a.enforcer, jails: a.jails, pending: new PendingChanges(), ready: false, busy: false, applied: 0, errors: 0, lastError: null, lastErrorAt: null, retryDelay: 1000, timer: null, reconciling: false, appliedDuringCheck: null, lastReconcileEnd: 0, lastReconcileMs: 0, counters: null, countersReading: null };
       this.slots.push(slot);
       for (const j of a.jails) {
         const list = this.byJail.get(j.jail) ?? [];
@@ -165,6 +175,7 @@ export class EnforcementQueue {
     // Take everything queued so far as one batch; more decisions queue up while it runs.
     const batch = slot.pending;
     slot.pending = new PendingChanges();
+    if (slot.appliedDuringCheck !== null) slot.appliedDuringCheck.keepNewer(batch);
     const { ban, unban } = batch.split();
     slot.enforcer.apply({ ban, unban }).then(
       () => {
@@ -210,6 +221,7 @@ export class EnforcementQueue {
       const started = Date.now();
       const first = slot.lastReconcileEnd === 0;
       slot.reconciling = true;
+      slot.appliedDuringCheck = new PendingChanges();
       try {
         const r = await slot.enforcer.reconcile(this.wanted().filter((b) => jails.has(b.jail)));
         if (r.added || r.removed) this.log.warn(`${slot.enforcer.name}: firewall had drifted from the database; restored (${r.added} re-added, ${r.removed} removed)`);
@@ -217,6 +229,13 @@ export class EnforcementQueue {
         this.fail(slot, e as Error);
       } finally {
         slot.reconciling = false;
+        // Again whatever was applied while the check ran, unless something newer waits.
+        const again = slot.appliedDuringCheck;
+        slot.appliedDuringCheck = null;
+        if (again !== null && again.size > 0) {
+          slot.pending.keepOlder(again);
+          this.kick(slot);
+        }
         slot.lastReconcileEnd = Date.now();
         slot.lastReconcileMs = slot.lastReconcileEnd - started;
         // A long check is CPU the admin will see in top: say what it was and when the next comes. The first

@@ -45,3 +45,50 @@ test('changes queued while a batch runs: the latest per jail and target; a faile
     await queue.stop({ teardown: false });
   }
 });
+
+test('a ban applied while a drift check runs is applied again after it, since the check took it out', async () => {
+  const inKernel = new Set<string>();
+  let releaseCheck!: () => void;
+  let checkStarted!: () => void;
+  const started = new Promise<void>((resolve) => (checkStarted = resolve));
+  // The first reconcile is the start's; the drift check after it is held until released.
+  let hold = false;
+  const enforcer: Enforcer = {
+    name: 'fake',
+    setup: async () => {}, list: async () => [], teardown: async () => {},
+    apply: async ({ ban, unban }) => {
+      for (const e of ban) inKernel.add(e.target);
+      for (const e of unban) inKernel.delete(e.target);
+    },
+    // Like a real check: the firewall is made what was wanted when the check began.
+    reconcile: async (wanted) => {
+      if (hold) {
+        checkStarted();
+        await new Promise<void>((resolve) => (releaseCheck = resolve));
+      }
+      const removed = [...inKernel].filter((t) => !wanted.some((w) => w.target === t));
+      inKernel.clear();
+      for (const w of wanted) inKernel.add(w.target);
+      return { added: 0, removed: removed.length };
+    },
+  };
+  const wanted: BanEntry[] = [{ target: '192.0.2.1', jail: 'sshd', until: null }];
+  const queue = new EnforcementQueue([{ enforcer, jails: [spec('sshd')] }], () => [...wanted], quiet);
+  await queue.start();
+  try {
+    hold = true;
+    const check = queue.reconcileAll();
+    await started;
+    // Committed and enforced while the check lists the firewall; an unban too.
+    wanted.push({ target: '192.0.2.2', jail: 'sshd', until: null });
+    queue.submit([decision('ban', '192.0.2.2'), decision('ban', '192.0.2.3'), decision('unban', '192.0.2.3')]);
+    await queue.idle();
+    assert.ok(inKernel.has('192.0.2.2'));
+    releaseCheck();
+    await check;
+    await queue.idle();
+    assert.deepEqual([...inKernel].sort(), ['192.0.2.1', '192.0.2.2']);
+  } finally {
+    await queue.stop({ teardown: false });
+  }
+});
