@@ -152,7 +152,10 @@ test('active bans listed as JSON by SQLite, oldest first, exactly as JSON.string
   const odd = { ...ban('2001:db8::7', 1_700_000_000_007, null, 'dovecot'), reason: 'quote " backslash \\ tab \t ünï', origin: 'node-β' };
   store.commit({ bans: [ban('198.51.100.9', 1_700_000_000_999, 1_700_000_600_001), odd] });
   store.commit({ bans: [ban('192.0.2.1', 1_600_000_000_000, 1_600_000_000_000)] });
-  const expected = [ban('192.0.2.1', 1_600_000_000_000, 1_600_000_000_000), odd, ban('198.51.100.9', 1_700_000_000_999, 1_700_000_600_001)]
+  // Milliseconds at the edges of rounding, and a date far ahead.
+  store.commit({ bans: [ban('192.0.2.2', 1_800_000_000_500, 4_102_444_799_999), ban('192.0.2.3', 1_800_000_000_501, 4_102_444_800_010)] });
+  const expected = [ban('192.0.2.1', 1_600_000_000_000, 1_600_000_000_000), odd, ban('198.51.100.9', 1_700_000_000_999, 1_700_000_600_001),
+    ban('192.0.2.2', 1_800_000_000_500, 4_102_444_799_999), ban('192.0.2.3', 1_800_000_000_501, 4_102_444_800_010)]
     .map((b) => ({ target: b.target, jail: b.jail, time: new Date(b.time).toISOString(), until: b.until === null ? null : new Date(b.until).toISOString(), reason: b.reason, origin: b.origin }));
   // Pages of two: each ban once, in order, however the listing is cut.
   const pages: string[] = [];
@@ -163,11 +166,11 @@ test('active bans listed as JSON by SQLite, oldest first, exactly as JSON.string
     if (to === null) break;
     from = to;
   }
-  assert.equal(pages.length, 2);
+  assert.equal(pages.length, 3);
   assert.deepEqual(JSON.parse(`[${pages.join(',')}]`), expected);
   assert.equal(`[${pages.join(',')}]`, JSON.stringify(expected));
-  assert.equal(store.activeListingEnd(null, 4), null, 'a page that is not full runs to the end');
-  assert.equal(store.activeListingRange(store.activeListingEnd(null, 3), null), null, 'nothing after the last');
+  assert.equal(store.activeListingEnd(null, 6), null, 'a page that is not full runs to the end');
+  assert.equal(store.activeListingRange(store.activeListingEnd(null, 5), null), null, 'nothing after the last');
   store.close();
 });
 
