@@ -50,7 +50,7 @@ export class EnvelopeParser {
     if (pos > 0 && raw.charCodeAt(pos) === 49 /* 1 */ && raw.charCodeAt(pos + 1) === 32) {
       if (this.parse5424(raw, pos + 2, line)) return line;
     }
-    const after = this.parseTimestamp(raw, pos, line);
+    const after = this.timestampAt(raw, pos, line);
     if (after < 0) {
       line.time = this.now();
       return line;
@@ -62,6 +62,43 @@ export class EnvelopeParser {
     }
     this.parseHostProgram(raw, after, line);
     return line;
+  }
+
+  // The previous line's timestamp text, up to and including the space after it, and what it parsed to.
+  private stamp = '';
+  private stampTime = 0;
+  private stampBare = false;
+  private stampBareTag: 'none' | 'program' | 'host-program-pid' = 'none';
+  private stampUses = 0;
+
+  /**
+   * parseTimestamp, skipped when the line starts with the same timestamp text as the line before: logs
+   * are written a second (or a millisecond) at a time, and comparing ~16 characters costs a tenth of
+   * parsing them. A yearless date's year still comes from the clock: the cached parse is dropped
+   * every 1024 lines, as reference() reads the clock again.
+   */
+  private timestampAt(s: string, pos: number, line: LogLine): number {
+    const stamp = this.stamp;
+    if (stamp.length > 0 && (++this.stampUses & 1023) !== 0 && s.startsWith(stamp, pos)) {
+      line.time = this.stampTime;
+      this.bare = this.stampBare;
+      this.bareTag = this.stampBareTag;
+      return skipSpaces(s, pos + stamp.length);
+    }
+    const after = this.parseTimestamp(s, pos, line);
+    this.stamp = '';
+    // Only a timestamp that ends at a space (not `]`, not the line's end) is cached: the space bounds the text compared.
+    if (after > pos && s.charCodeAt(pos) !== 91 /* [ */) {
+      let end = after;
+      while (end > pos && s.charCodeAt(end - 1) === 32) end--;
+      if (end < after) {
+        this.stamp = s.slice(pos, end + 1);
+        this.stampTime = line.time;
+        this.stampBare = this.bare;
+        this.stampBareTag = this.bareTag;
+      }
+    }
+    return after;
   }
 
   /** Set by parseTimestamp: the timestamp was a bare-format one (no syslog host/program follows). */

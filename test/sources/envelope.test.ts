@@ -174,3 +174,24 @@ test('yearless dates follow the clock across New Year, line after line', () => {
   // A late line from the old year still goes to the old year.
   assert.equal(p.parse('Dec 31 23:59:59 h sshd[1]: x', 't').time, local(2023, 12, 31, 23, 59, 59));
 });
+
+test('a timestamp repeated from the line before parses as it would on its own', () => {
+  // Pairs whose second line starts with the first one's timestamp text, or almost: the cached parse of
+  // the first must never stand in for a different one.
+  const lines = [
+    'Jan 10 00:00:00 gw sshd[1]: a', 'Jan 10 00:00:00 gw sshd[2]: b', 'Jan 10 00:00:00  gw sshd[3]: two spaces',
+    'Jan 10 00:00:00 sshd[4]: no host', 'Jan 10 00:00:00.250 gw sshd[5]: fraction', 'Jan 10 00:00:00 2023 gw sshd[6]: with a year',
+    'Jan 10 00:00:00', 'Jan 10 00:00:00 ', 'Jan 10 00:00:01 gw sshd[7]: next second',
+    '<38>Jan 10 00:00:01 gw sshd[8]: priority', '<38>Jan 10 00:00:01 gw sshd[9]: priority again', 'Jan 10 00:00:01 gw sshd[10]: after',
+    'Wed Jan 10 00:00:02 2024 ovpn: ctime', 'Wed Jan 10 00:00:02 2024 ovpn: ctime again', 'Wed Jan 10 00:00:02 2024',
+    '2024-01-10 00:00:03 gw prog[1]: rsyslog', '2024-01-10 00:00:03 gw prog[2]: again', '2024-01-10 00:00:03 SMTP text',
+    '2024-01-10T00:00:03Z gw sshd[11]: iso', '2024-01-10T00:00:03Z gw sshd[12]: iso again', '2024-01-10T00:00:03+01:00 gw sshd[13]: offset',
+    '[Jan 10 00:00:04] NOTICE[1] chan_sip.c: bracketed', '[Jan 10 00:00:04] NOTICE[2] chan_sip.c: again',
+    '@400000006000000000000000 prog: tai', '@400000006000000000000000 prog: tai again',
+    'Jan 10 00:00:04 gw sshd[14]: x', 'Jan 10 00:00:04', 'Jan 10 00:00:04 gw sshd[15]: y',
+  ];
+  const shared = new EnvelopeParser({ now: () => NOW });
+  for (const line of lines) {
+    assert.deepEqual(shared.parse(line, 't'), new EnvelopeParser({ now: () => NOW }).parse(line, 't'), line);
+  }
+});
