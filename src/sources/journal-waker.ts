@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, futimesSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, futimesSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseDuration } from '../core/duration.js';
 
@@ -16,6 +16,21 @@ import { parseDuration } from '../core/duration.js';
  * `journalctl --follow` wakes up for, sent at once, without writing a byte of
  * the file. journald's own change 250 ms later sets the same time again.
  *
+ * A follower must not be woken while journald is in the middle of appending:
+ * journald raises the file's entry count first, then links the entry into
+ * the list of each of its field values, which a follower with matches reads
+ * (`journalctl SYSLOG_IDENTIFIER=sshd`; every `--follow` also matches its
+ * boot). A follower that reads in between finds nothing new, and then skips
+ * the file until its count changes again (sd-journal's next_beyond_location
+ * keeps the count it last saw at the end of a file): the entry waits for the
+ * next one of any program, for ever on a quiet host. Seen under load as one
+ * ban in a few thousand never made until another program logged. So the
+ * waker wakes only while journald is asleep (its /proc state): preempted in
+ * the middle of an entry it is runnable, and the wake waits for the next
+ * poll (~1 ms). Where no journald is visible (another PID namespace) the
+ * count must have held still for a poll instead. An unbroken stream of
+ * entries is woken at least every 20 ms.
+ *
  * Setting a file's times needs root (or the file's owner); without that the
  * waker turns itself off and says why, and entries arrive on journald's timer.
  *
@@ -26,7 +41,7 @@ import { parseDuration } from '../core/duration.js';
  * entry after a quiet spell waits at most 50 ms, the ones after it ~1 ms.
  */
 
-/** Poll interval while the journal is busy: an entry reaches journalctl ~interval/2 + 1 ms after journald wrote it. */
+/** Poll interval while the journal is busy: an entry reaches journalctl ~interval/2 + 2 ms after journald wrote it (a poll to see it, one to see the count hold still). */
 export const DEFAULT_JOURNAL_WAKE_MS = 2;
 /** Where journald keeps the system journal: volatile, then persistent (each in a per-machine subdirectory). */
 export const SYSTEM_JOURNAL_DIRECTORIES: readonly string[] = ['/run/log/journal', '/var/log/journal'];
@@ -50,6 +65,10 @@ export interface JournalWakerOptions {
   idleAfterMs?: number;
   /** How often the directories are listed again, to follow rotation. Default 1 s. */
   rescanMs?: number;
+  /** Where journald's processes are looked for. Default /proc; null: none is looked for (the count must hold still instead). */
+  proc?: string | null;
+  /** During an unbroken stream of entries (journald never asleep at a poll), wake at least this often. Default 20 ms. */
+  streamWakeMs?: number;
 }
 
 export interface JournalWakerStatus {
@@ -78,6 +97,10 @@ interface Watched {
   ino: number;
   /** Entry count at the last poll (exact as a double: counts stay far below 2^53). */
   entries: number;
+  /** When the count first grew past what followers were last woken for; null when they were woken for all of it. */
+  unwokenSince: number | null;
+  /** The count grew at the last poll. */
+  grew: boolean;
 }
 
 export class JournalWaker {
@@ -86,6 +109,10 @@ export class JournalWaker {
   private readonly idleIntervalMs: number;
   private readonly idleAfterMs: number;
   private readonly rescanMs: number;
+  private readonly streamWakeMs: number;
+  private readonly journald: JournaldProcesses | null;
+  /** Set by poll: a file's count grew and its followers wait for journald to finish the entry. */
+  private settling = false;
   private readonly header = Buffer.alloc(HEADER_BYTES);
   private watched = new Map<string, Watched>();
   private holders = 0;
@@ -101,6 +128,9 @@ export class JournalWaker {
     this.idleIntervalMs = Math.max(this.intervalMs, options.idleIntervalMs ?? 50);
     this.idleAfterMs = options.idleAfterMs ?? 1000;
     this.rescanMs = options.rescanMs ?? 1000;
+    this.streamWakeMs = options.streamWakeMs ?? 20;
+    const proc = options.proc === undefined ? '/proc' : options.proc;
+    this.journald = proc === null ? null : new JournaldProcesses(proc);
   }
 
   /** A source starts using the waker: polling runs while at least one holds it. */
@@ -147,9 +177,14 @@ export class JournalWaker {
     for (const w of [...this.watched.values()]) if (!seen.has(w.path)) this.forget(w);
   }
 
-  /** Reads every watched file's entry count once and wakes the followers of those that grew; returns how many. */
+  /**
+   * Reads every watched file's entry count once, and wakes the followers of each file whose count grew
+   * once journald is done with it (see above); returns how many.
+   */
   poll(): number {
-    let woken = 0;
+    const now = Date.now();
+    this.settling = false;
+    let waiting = false;
     for (const w of this.watched.values()) {
       let entries: number;
       try {
@@ -159,12 +194,28 @@ export class JournalWaker {
         this.forget(w);
         continue;
       }
-      if (entries === w.entries) continue;
-      w.entries = entries;
+      w.grew = entries !== w.entries;
+      if (w.grew) {
+        w.entries = entries;
+        w.unwokenSince ??= now;
+      }
+      if (w.unwokenSince !== null) waiting = true;
+    }
+    if (!waiting) return 0;
+    const journaldBusy = this.journald?.busy(now) ?? null;
+    let woken = 0;
+    for (const w of this.watched.values()) {
+      if (w.unwokenSince === null) continue;
+      const done = journaldBusy === null ? !w.grew : !journaldBusy;
+      if (!done && now - w.unwokenSince < this.streamWakeMs) {
+        this.settling = true;
+        continue;
+      }
       if (!this.wake(w)) return woken;
+      w.unwokenSince = null;
       woken++;
     }
-    if (woken > 0) this.lastChangeAt = Date.now();
+    this.lastChangeAt = now;
     return woken;
   }
 
@@ -184,7 +235,8 @@ export class JournalWaker {
 
   private schedule(): void {
     const now = Date.now();
-    const delay = now - this.lastChangeAt < this.idleAfterMs ? this.intervalMs : this.idleIntervalMs;
+    // A count that just grew is looked at again as soon as a timer allows: the wake waits for it to hold still.
+    const delay = this.settling ? 1 : now - this.lastChangeAt < this.idleAfterMs ? this.intervalMs : this.idleIntervalMs;
     this.timer = setTimeout(() => {
       this.timer = null;
       if (Date.now() - this.lastScanAt >= this.rescanMs) this.rescan();
@@ -215,7 +267,7 @@ export class JournalWaker {
         return;
       }
       const entries = this.header.readUInt32LE(N_ENTRIES_OFFSET) + this.header.readUInt32LE(N_ENTRIES_OFFSET + 4) * 2 ** 32;
-      this.watched.set(path, { path, fd, ino: fstatSync(fd).ino, entries });
+      this.watched.set(path, { path, fd, ino: fstatSync(fd).ino, entries, unwokenSince: null, grew: false });
     } catch {
       closeSync(fd);
     }
@@ -252,6 +304,61 @@ export class JournalWaker {
           continue;
         }
         for (const file of inner) if (isActiveJournalName(file)) yield join(dir, name, file);
+      }
+    }
+  }
+}
+
+/** How often the process list is read again for journald's processes (one may have restarted). */
+const JOURNALD_RESCAN_MS = 10_000;
+
+/**
+ * journald's processes (`systemd-journal`, its name cut to 15 characters): whether one is running or
+ * runnable, which it is in the middle of appending an entry, costs a read of its /proc stat (~6 µs),
+ * made only when a count grew.
+ */
+export class JournaldProcesses {
+  private stats: string[] = [];
+  private scannedAt = -Infinity;
+
+  constructor(private readonly proc = '/proc') {}
+
+  /** True when a journald is running or runnable (or in uninterruptible sleep), false when all sleep, null when none is visible. */
+  busy(now: number): boolean | null {
+    if (now - this.scannedAt >= JOURNALD_RESCAN_MS) this.scan(now);
+    let busy = false;
+    for (const stat of [...this.stats]) {
+      let text: string;
+      try {
+        text = readFileSync(stat, 'latin1');
+      } catch {
+        // Gone: look for its successor at the next poll.
+        this.stats = this.stats.filter((s) => s !== stat);
+        this.scannedAt = -Infinity;
+        continue;
+      }
+      // `pid (comm) S ...`: the state follows the last parenthesis.
+      const state = text.charCodeAt(text.lastIndexOf(')') + 2);
+      if (state === 82 /* R */ || state === 68 /* D */) busy = true;
+    }
+    return this.stats.length === 0 ? null : busy;
+  }
+
+  private scan(now: number): void {
+    this.scannedAt = now;
+    this.stats = [];
+    let names: string[];
+    try {
+      names = readdirSync(this.proc);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!/^[0-9]+$/.test(name)) continue;
+      try {
+        if (readFileSync(join(this.proc, name, 'comm'), 'latin1') === 'systemd-journal\n') this.stats.push(join(this.proc, name, 'stat'));
+      } catch {
+        // ended meanwhile
       }
     }
   }
