@@ -19,8 +19,9 @@ import { parseDuration } from '../core/duration.js';
  * A follower must not be woken while journald is in the middle of appending:
  * journald raises the file's entry count first, then links the entry into
  * the list of each of its field values, which a follower with matches reads
- * (`journalctl SYSLOG_IDENTIFIER=sshd`; every `--follow` also matches its
- * boot). A follower that reads in between finds nothing new, and then skips
+ * (an admin's `journalctl -f -u ssh`; every `--follow` without `--merge` also
+ * matches its boot; the journal source gives none, see journal.ts). A
+ * follower that reads in between finds nothing new, and then skips
  * the file until its count changes again (sd-journal's next_beyond_location
  * keeps the count it last saw at the end of a file): the entry waits for the
  * next one of any program, for ever on a quiet host. Seen under load as one

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { PortcullisError } from '../core/errors.js';
 import type { LogLine } from '../core/types.js';
 import type { JournalWaker, JournalWakerStatus } from './journal-waker.js';
@@ -23,13 +24,22 @@ import {
  * Without a stored cursor the first start begins at the end of the journal
  * (`startAt: 'end'`) or replays everything stored (`startAt: 'beginning'`).
  *
+ * Matches are applied here, not given to journalctl. A journalctl with
+ * matches walks each matched value's list of entries, which journald extends
+ * only after it has raised the file's entry count; one that reads in between
+ * finds nothing, and then skips the file until its count changes again
+ * (sd-journal's next_beyond_location): the entry waits for the next one of any
+ * program, for ever on a quiet host. Without matches it walks the file's own
+ * list, complete up to the count. Seen as bans never made in the latency bench.
+ *
  * Findings about journalctl (systemd 252) that shaped the arguments:
- * - `--follow` silently implies `--boot=0` (newest boot in the journal) unless
- *   `--merge` is given. For a custom `--directory`/`--file` (journal-remote
- *   collectors, copied journals) that hides every other boot and host, so
- *   `--merge` is added whenever the arguments pick the journal location. On
- *   the local system journal the default (this machine, this boot) is kept:
- *   entries a previous boot logged after the stored cursor are not replayed.
+ * - `--follow` silently implies `--boot=0` (newest boot in the journal), a
+ *   match, unless `--merge` is given, so `--merge` is always given. On the
+ *   local system journal this source then keeps this machine's entries of
+ *   this boot itself (`_MACHINE_ID`, `_BOOT_ID`), as journalctl did: entries a
+ *   previous boot logged after the stored cursor are not replayed. For a custom
+ *   `--directory`/`--file` (journal-remote collectors, copied journals) every
+ *   boot and host is followed.
  * - Fields over 4096 bytes come out as JSON `null` unless `--all` is given.
  * - Values that are not printable UTF-8 come out as arrays of byte values;
  *   a field present several times comes out as an array of its values.
@@ -89,8 +99,11 @@ export interface JournalSourceStatus extends SourceStatus {
   wake: JournalWakerStatus | null;
 }
 
-/** journalctl prints these fields in any case: `__CURSOR`, `__REALTIME_TIMESTAMP`, `__MONOTONIC_TIMESTAMP`, `_BOOT_ID`. */
-const OUTPUT_FIELDS = ['MESSAGE', '_HOSTNAME', 'SYSLOG_IDENTIFIER', '_COMM', 'SYSLOG_PID', '_PID'];
+/**
+ * Fields a line is made from, and the machine's (the matches' fields are added). journalctl prints these
+ * in any case: `__CURSOR`, `__REALTIME_TIMESTAMP`, `__MONOTONIC_TIMESTAMP`, `_BOOT_ID`.
+ */
+const OUTPUT_FIELDS = ['MESSAGE', '_HOSTNAME', 'SYSLOG_IDENTIFIER', '_COMM', 'SYSLOG_PID', '_PID', '_MACHINE_ID'];
 /** Arguments that choose which journal is read: part of the checkpoint key (a cursor belongs to its journal), and imply `--merge`. */
 const LOCATION_OPTIONS = new Set(['-D', '--directory', '--file', '--root', '--image', '-M', '--machine']);
 const SHORT_TO_LONG: Record<string, string> = { '-D': '--directory', '-M': '--machine' };
@@ -133,16 +146,26 @@ export function canonicalJournalMatches(matches: JournalMatches | undefined): st
   return unique.length === 0 ? '*' : unique.join(' + ');
 }
 
-/** The match arguments journalctl takes: `FIELD=value`… with `+` between groups. */
-export function journalMatchArgs(matches: JournalMatches | undefined): string[] {
-  const args: string[] = [];
-  for (const group of matchGroups(matches)) {
-    const words = matchWords(group);
-    if (words.length === 0) continue;
-    if (args.length > 0) args.push('+');
-    args.push(...words);
-  }
-  return args;
+/**
+ * Whether a journalctl JSON entry satisfies the matches as journalctl would: within a group, any value of
+ * a field and every field; any group. Values compare as bytes: a value journalctl prints as an array of
+ * bytes (not printable UTF-8) or as an array of values (a field stored several times) is compared as such.
+ */
+export function journalEntryMatches(entry: Record<string, unknown>, matches: JournalMatches | undefined): boolean {
+  const groups = matchGroups(matches).filter((g) => Object.keys(g).length > 0);
+  if (groups.length === 0) return true;
+  return groups.some((group) => Object.entries(group).every(([field, wanted]) => {
+    const values = Array.isArray(wanted) ? wanted : [wanted];
+    return values.some((v) => fieldHas(entry[field], v));
+  }));
+}
+
+/** A field's printed value (string, byte array, or several values) holds `value`. */
+function fieldHas(printed: unknown, value: string): boolean {
+  if (typeof printed === 'string') return printed === value;
+  if (!Array.isArray(printed) || printed.length === 0) return false;
+  if (typeof printed[0] === 'number') return Buffer.from(printed as number[]).equals(Buffer.from(value, 'utf8'));
+  return printed.some((p) => fieldHas(p, value));
 }
 
 function matchGroups(matches: JournalMatches | undefined): JournalMatchGroup[] {
@@ -254,6 +277,10 @@ export class JournalSource implements Source {
   private readonly jail: string | undefined;
   private readonly restartDelay: { initialMs: number; maxMs: number };
   private readonly waker: JournalWaker | null;
+  private readonly matches: JournalMatches | undefined;
+  /** This machine and boot, on the local system journal (null: any, or unknown here). */
+  private readonly machineId: string | null;
+  private readonly bootId: string | null;
 
   private onBatch: BatchHandler | null = null;
   private run: Run | null = null;
@@ -293,15 +320,18 @@ export class JournalSource implements Source {
     this.restartDelay = options.restartDelay ?? { initialMs: 1000, maxMs: 60_000 };
     this.nextDelayMs = this.restartDelay.initialMs;
     this.waker = options.waker ?? null;
+    this.matches = options.matches;
+    this.machineId = location.length === 0 ? readId('/etc/machine-id') : null;
+    this.bootId = location.length === 0 ? readId('/proc/sys/kernel/random/boot_id') : null;
+    const matchFields = matchGroups(options.matches).flatMap((g) => Object.keys(g));
     this.baseArgs = [
       '--follow',
       '--output=json',
-      `--output-fields=${OUTPUT_FIELDS.join(',')}`,
+      `--output-fields=${[...new Set([...OUTPUT_FIELDS, ...matchFields])].join(',')}`,
       '--all',
       '--no-pager',
-      ...(location.length > 0 && !args.some((a) => a === '-m' || a === '--merge') ? ['--merge'] : []),
+      ...(!args.some((a) => a === '-m' || a === '--merge') ? ['--merge'] : []),
       ...args,
-      ...journalMatchArgs(options.matches),
     ];
   }
 
@@ -428,8 +458,9 @@ export class JournalSource implements Source {
       }
       const parsed = this.parseLine(text, now);
       if (parsed === null) continue;
-      lines.push(parsed.line);
+      // An entry not wanted moves the position on with the next batch; alone it is not worth a commit.
       lastCursor = parsed.cursor;
+      if (parsed.line !== null) lines.push(parsed.line);
     }
     if (start < chunk.length && !run.discarding) {
       const rest = chunk.subarray(start);
@@ -442,10 +473,11 @@ export class JournalSource implements Source {
         this.skipped++;
       }
     }
-    if (lastCursor !== null) this.handOver(run, lines, lastCursor);
+    if (lastCursor !== null && lines.length > 0) this.handOver(run, lines, lastCursor);
   }
 
-  private parseLine(text: string, arrivalTime: number): { line: LogLine; cursor: string } | null {
+  /** An entry's line and cursor; its line null when the matches (or this machine and boot) do not want it; null for output that is no entry. */
+  private parseLine(text: string, arrivalTime: number): { line: LogLine | null; cursor: string } | null {
     if (text.trim() === '') return null;
     let entry: unknown;
     try {
@@ -454,11 +486,24 @@ export class JournalSource implements Source {
       this.skipped++;
       return null;
     }
-    const parsed = entry !== null && typeof entry === 'object' && !Array.isArray(entry)
-      ? journalEntryToLine(entry as Record<string, unknown>, this.key, this.maxLineLength, arrivalTime)
-      : null;
-    if (parsed === null) this.skipped++;
-    return parsed;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) {
+      this.skipped++;
+      return null;
+    }
+    const fields = entry as Record<string, unknown>;
+    const cursor = fields['__CURSOR'];
+    if (typeof cursor !== 'string' || cursor === '') {
+      this.skipped++;
+      return null;
+    }
+    if (!this.wanted(fields)) return { line: null, cursor };
+    return journalEntryToLine(fields, this.key, this.maxLineLength, arrivalTime);
+  }
+
+  private wanted(entry: Record<string, unknown>): boolean {
+    if (this.machineId !== null && journalFieldText(entry['_MACHINE_ID']) !== this.machineId) return false;
+    if (this.bootId !== null && journalFieldText(entry['_BOOT_ID']) !== this.bootId) return false;
+    return journalEntryMatches(entry, this.matches);
   }
 
   /** One batch per stdout chunk: entries that arrived together travel together, without waiting for more. */
@@ -549,6 +594,16 @@ function locationArgs(args: string[]): string[] {
     location.push(value === undefined ? long : `${long}=${value}`);
   }
   return location;
+}
+
+/** A 128-bit id as journald writes it (32 hex digits), from /etc/machine-id or the kernel's boot_id; null when unreadable. */
+function readId(path: string): string | null {
+  try {
+    const id = readFileSync(path, 'latin1').trim().replace(/-/g, '').toLowerCase();
+    return /^[0-9a-f]{32}$/.test(id) ? id : null;
+  } catch {
+    return null;
+  }
 }
 
 function parseStoredCursor(stored: string): string | null {

@@ -3,7 +3,7 @@ process.env.TZ = 'UTC';
 
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import {
   JournalSource,
   canonicalJournalMatches,
   checkJournalMatches,
-  journalMatchArgs,
+  journalEntryMatches,
   type JournalSourceOptions,
 } from '../../src/sources/journal.js';
 
@@ -370,6 +370,32 @@ describe('JournalSource over real journal files', () => {
     assert.equal(h.source.status().error, null);
   });
 
+  it('on the system journal keeps this machine\'s entries of this boot that the matches select', async () => {
+    freshJournal();
+    const machine = readFileSync('/etc/machine-id', 'latin1').trim();
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim().replace(/-/g, '');
+    const entry = (n: number, fields: Record<string, string>): string => JSON.stringify({
+      __CURSOR: `s=1;i=${n}`, __REALTIME_TIMESTAMP: String((T0 + n * 1000) * 1000), _MACHINE_ID: machine, _BOOT_ID: boot,
+      SYSLOG_IDENTIFIER: 'sshd', MESSAGE: `entry ${n}`, ...fields,
+    });
+    const out = [
+      entry(1, {}), entry(2, { _BOOT_ID: '0'.repeat(32) }), entry(3, { _MACHINE_ID: 'f'.repeat(32) }), entry(4, { SYSLOG_IDENTIFIER: 'cron' }), entry(5, {}),
+    ].join('\n');
+    // journalctl as the source runs it on the system journal: with --merge and no match (checked here), then following.
+    const fake = join(dir, 'journalctl-system');
+    writeFileSync(join(dir, 'system-entries.json'), `${out}\n`);
+    writeFileSync(fake, `#!/bin/sh\necho "$@" > ${join(dir, 'system-args')}\ncat ${join(dir, 'system-entries.json')}\nexec sleep 30\n`);
+    chmodSync(fake, 0o755);
+    const h = await new Harness({ journalctl: fake, matches: { SYSLOG_IDENTIFIER: 'sshd' } }).start();
+    await waitFor('the entries', () => h.lines.length >= 2);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(h.lines.map((l) => l.message), ['entry 1', 'entry 5']);
+    const args = readFileSync(join(dir, 'system-args'), 'utf8').trim().split(' ');
+    assert.ok(args.includes('--merge'), '--merge: no implied boot match');
+    assert.ok(!args.some((a) => a.includes('=sshd')), 'no match given to journalctl');
+    assert.ok(args.some((a) => a.startsWith('--output-fields=') && a.includes('_MACHINE_ID') && a.includes('SYSLOG_IDENTIFIER')));
+  });
+
   it('reports a missing journalctl with the fix, retries with backoff, and stops cleanly', async () => {
     const h = await new Harness({ journalctl: '/nonexistent/bin/journalctl', jail: 'sshd', matches: { _SYSTEMD_UNIT: 'ssh.service' } }).start();
     await waitFor('an error', () => h.source.status().error !== null);
@@ -447,9 +473,20 @@ describe('journal matches', () => {
       canonicalJournalMatches([{ SYSLOG_IDENTIFIER: 'sshd' }, { _SYSTEMD_UNIT: 'ssh.service' }]),
       canonicalJournalMatches([{ _SYSTEMD_UNIT: 'ssh.service' }, { SYSLOG_IDENTIFIER: 'sshd' }]),
     );
-    assert.deepEqual(journalMatchArgs([{ _SYSTEMD_UNIT: ['b', 'a'] }, { _COMM: 'sshd' }]), [
-      '_SYSTEMD_UNIT=a', '_SYSTEMD_UNIT=b', '+', '_COMM=sshd',
-    ]);
+  });
+
+  it('select entries as journalctl would: any value of a field, every field of a group, any group, as bytes', () => {
+    const entry = { _SYSTEMD_UNIT: 'ssh.service', _COMM: 'sshd', PRIORITY: '4', TAGS: ['a', 'b'], RAW: [0x73, 0x73, 0x68, 0xff] };
+    assert.equal(journalEntryMatches(entry, undefined), true);
+    assert.equal(journalEntryMatches(entry, {}), true);
+    assert.equal(journalEntryMatches(entry, { _SYSTEMD_UNIT: ['sshd.service', 'ssh.service'] }), true);
+    assert.equal(journalEntryMatches(entry, { _SYSTEMD_UNIT: 'ssh.service', PRIORITY: '3' }), false, 'every field of a group');
+    assert.equal(journalEntryMatches(entry, [{ PRIORITY: '3' }, { _COMM: 'sshd' }]), true, 'any group');
+    assert.equal(journalEntryMatches(entry, [{ PRIORITY: '3' }, { _COMM: 'ssh' }]), false);
+    assert.equal(journalEntryMatches(entry, { TAGS: 'b' }), true, 'a field stored several times: any of its values');
+    assert.equal(journalEntryMatches(entry, { MISSING: 'x' }), false);
+    assert.equal(journalEntryMatches(entry, { RAW: 'ssh\uFFFD' }), false, 'bytes that are not UTF-8 never equal a text');
+    assert.equal(journalEntryMatches({ RAW: [0x73, 0x73, 0x68] }, { RAW: 'ssh' }), true);
   });
 
   it('reject names journald would not store and arguments the source controls', () => {
