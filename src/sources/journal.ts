@@ -89,6 +89,8 @@ export interface JournalSourceStatus extends SourceStatus {
   lastEntryTime: number | null;
   /** Lines of journalctl output that were not a usable JSON entry (skipped). */
   skipped: number;
+  /** Entries read that the matches did not select (or of another machine or boot, on the system journal). */
+  notSelected: number;
   /** How many times journalctl was restarted after failing. */
   restarts: number;
   /** Cursor of the last entry handed over and committed. */
@@ -293,6 +295,7 @@ export class JournalSource implements Source {
   private entriesRead = 0;
   private lastEntryTime: number | null = null;
   private skipped = 0;
+  private notSelected = 0;
   private restarts = 0;
 
   constructor(options: JournalSourceOptions = {}) {
@@ -380,6 +383,7 @@ export class JournalSource implements Source {
       state: this.state,
       lastEntryTime: this.lastEntryTime,
       skipped: this.skipped,
+      notSelected: this.notSelected,
       restarts: this.restarts,
       cursor: this.cursor,
       pid: this.run?.child.pid ?? null,
@@ -496,7 +500,10 @@ export class JournalSource implements Source {
       this.skipped++;
       return null;
     }
-    if (!this.wanted(fields)) return { line: null, cursor };
+    if (!this.wanted(fields)) {
+      this.notSelected++;
+      return { line: null, cursor };
+    }
     return journalEntryToLine(fields, this.key, this.maxLineLength, arrivalTime);
   }
 

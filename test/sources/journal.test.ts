@@ -390,6 +390,7 @@ describe('JournalSource over real journal files', () => {
     await waitFor('the entries', () => h.lines.length >= 2);
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.deepEqual(h.lines.map((l) => l.message), ['entry 1', 'entry 5']);
+    assert.equal(h.source.status().notSelected, 3);
     const args = readFileSync(join(dir, 'system-args'), 'utf8').trim().split(' ');
     assert.ok(args.includes('--merge'), '--merge: no implied boot match');
     assert.ok(!args.some((a) => a.includes('=sshd')), 'no match given to journalctl');
